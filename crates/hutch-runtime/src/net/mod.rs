@@ -1,0 +1,1 @@
+//! Sandbox networking: a network namespace per sandbox, veth + nftables NAT when internet is on.
