@@ -1,1 +1,25 @@
-//! hutch-manager
+//! hutch-manager: sandboxes as the control plane sees them.
+//!
+//! It owns the lifecycle state machine (every verb: lock → load → guard → act → persist), the
+//! template registry, agent tokens, start-up reconciliation and the expiry reaper. It speaks to a
+//! [`hutch_runtime::Backend`] below and the [`hutch_store::Store`] beside it, and knows nothing of
+//! HTTP: the server translates requests into calls here.
+
+mod config;
+mod error;
+mod lifecycle;
+mod manager;
+mod reaper;
+mod recover;
+mod templates;
+mod tokens;
+
+pub use config::ManagerConfig;
+pub use error::ManagerError;
+pub use lifecycle::CreateRequest;
+pub use manager::Manager;
+pub use recover::Recovered;
+pub use templates::{TemplateInfo, Templates};
+pub use tokens::IssuedToken;
+
+pub use hutch_store::SandboxRecord;

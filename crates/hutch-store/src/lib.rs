@@ -1,1 +1,11 @@
-//! hutch-store
+//! hutch-store: the control plane's durable state, in SQLite (WAL mode).
+//!
+//! One module per table. The store knows nothing of HTTP or kernels; it only keeps records, so a
+//! restarted server finds every sandbox and token it had.
+
+mod db;
+mod sandboxes;
+mod tokens;
+
+pub use db::{Store, StoreError};
+pub use sandboxes::{ListFilter, SandboxRecord};

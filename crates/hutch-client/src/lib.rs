@@ -1,0 +1,5 @@
+//! hutch-client: typed clients for hutch's HTTP surfaces.
+
+pub mod agent;
+
+pub use agent::{AgentClient, AgentError, CommandOutput};

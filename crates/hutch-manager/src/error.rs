@@ -1,0 +1,42 @@
+//! What a manager call can fail with; the server maps each variant to one HTTP status.
+
+use hutch_types::{SandboxId, SandboxStatus, Verb};
+
+/// A failed manager operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// No such sandbox.
+    #[error("sandbox {0} not found")]
+    NotFound(SandboxId),
+    /// No template by that name or id.
+    #[error("template {0:?} not found")]
+    TemplateNotFound(String),
+    /// The request is invalid (bad limits, bad env var name, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// The sandbox's status does not allow the verb.
+    #[error("cannot {} sandbox {id}: it is {status}", verb.as_str())]
+    WrongState {
+        /// The sandbox.
+        id: SandboxId,
+        /// Its status.
+        status: SandboxStatus,
+        /// The refused verb.
+        verb: Verb,
+    },
+    /// The template is built in and cannot be deleted.
+    #[error("template {0:?} is built in and cannot be deleted")]
+    Protected(String),
+    /// The sandbox runtime failed.
+    #[error("sandbox runtime failed: {0}")]
+    Runtime(#[from] hutch_runtime::RuntimeError),
+    /// The database failed.
+    #[error("database failed: {0}")]
+    Store(#[from] hutch_store::StoreError),
+    /// The agent did not come up.
+    #[error("the sandbox agent did not become ready: {0}")]
+    AgentNotReady(String),
+    /// A blocking task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}

@@ -1,0 +1,11 @@
+//! One file per lifecycle verb. Each runs: lock → load → guard → act → persist.
+
+mod create;
+mod delete;
+mod pause;
+mod resume;
+mod start;
+mod stop;
+mod timeout;
+
+pub use create::CreateRequest;

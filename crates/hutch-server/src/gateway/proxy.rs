@@ -1,0 +1,120 @@
+//! Forwarding one HTTP request — or a WebSocket upgrade — to an agent's unix socket, streaming
+//! both bodies, without interpreting them.
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+
+use super::agent_error;
+
+/// Hop-by-hop headers, which belong to one connection and are not forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+pub(super) async fn to_agent(socket: &Path, mut req: Request) -> Response {
+    let upgrade = is_upgrade(&req);
+    let client_upgrade = if upgrade {
+        req.extensions_mut().remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    let stream = match UnixStream::connect(socket).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(socket = %socket.display(), error = %e, "agent unreachable");
+            return agent_error(
+                StatusCode::BAD_GATEWAY,
+                "AGENT_UNAVAILABLE",
+                "the sandbox agent is not reachable",
+            );
+        }
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(error = %e, "agent handshake failed");
+            return agent_error(
+                StatusCode::BAD_GATEWAY,
+                "AGENT_UNAVAILABLE",
+                "the sandbox agent did not answer",
+            );
+        }
+    };
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+
+    let (mut parts, body) = req.into_parts();
+    if !upgrade {
+        for h in HOP_BY_HOP {
+            parts.headers.remove(*h);
+        }
+    }
+    // The agent trusts its socket, not tokens; the bearer token stays at the gateway.
+    parts.headers.remove(header::AUTHORIZATION);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    parts.uri = match path.parse() {
+        Ok(u) => u,
+        Err(_) => return agent_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "bad path"),
+    };
+    let outgoing = Request::from_parts(parts, body);
+
+    let mut resp = match sender.send_request(outgoing).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "agent request failed");
+            return agent_error(
+                StatusCode::BAD_GATEWAY,
+                "AGENT_UNAVAILABLE",
+                "the sandbox agent closed the connection",
+            );
+        }
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let agent_upgrade = hyper::upgrade::on(&mut resp);
+        if let Some(client_upgrade) = client_upgrade {
+            tokio::spawn(async move {
+                let (client, agent) = match tokio::join!(client_upgrade, agent_upgrade) {
+                    (Ok(c), Ok(a)) => (c, a),
+                    _ => return,
+                };
+                let mut client = TokioIo::new(client);
+                let mut agent = TokioIo::new(agent);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+            });
+        }
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+
+    let (mut parts, body) = resp.into_parts();
+    for h in HOP_BY_HOP {
+        parts.headers.remove(*h);
+    }
+    Response::from_parts(parts, Body::new(body))
+}
+
+fn is_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}

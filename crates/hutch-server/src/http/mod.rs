@@ -1,0 +1,31 @@
+//! The control plane (`spec` §6), one module per resource.
+
+mod health;
+mod lifecycle;
+pub(crate) mod render;
+mod sandboxes;
+mod templates;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use hutch_types::SandboxId;
+
+use crate::extract::MAX_JSON_BODY;
+use crate::{ApiError, AppState};
+
+/// Every control-plane route.
+pub(crate) fn router(_state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let v1 = Router::new()
+        .merge(sandboxes::router())
+        .merge(lifecycle::router())
+        .merge(templates::router())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY + 1));
+    Router::new().merge(health::router()).merge(v1)
+}
+
+/// Parses a sandbox id from a path; an id that cannot exist is simply not found.
+pub(crate) fn sandbox_id(raw: &str) -> Result<SandboxId, ApiError> {
+    SandboxId::parse(raw).map_err(|_| ApiError::not_found(format!("sandbox {raw} not found")))
+}

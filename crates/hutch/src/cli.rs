@@ -1,0 +1,69 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// hutch: self-hosted sandboxes for AI agents, speaking the HopX API.
+#[derive(Debug, Parser)]
+#[command(name = "hutch", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server: the HopX control plane and agent gateway on one port.
+    #[command(
+        after_help = "Examples:\n  sudo hutch serve\n  sudo hutch serve --listen 0.0.0.0:7770 --data-dir /srv/hutch --api-key secret"
+    )]
+    Serve(ServeArgs),
+    /// Measure hutch against references taken in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `hutch serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (IPv4: the HopX SDK binds its client sockets to 0.0.0.0).
+    #[arg(long, default_value = "127.0.0.1:7770", env = "HUTCH_LISTEN")]
+    pub listen: SocketAddr,
+    /// Where sandboxes, templates and the database live.
+    #[arg(long, env = "HUTCH_DATA_DIR", default_value = "/var/lib/hutch")]
+    pub data_dir: PathBuf,
+    /// API key clients must send. Default: the one saved in the data dir, created on first start.
+    #[arg(long, env = "HUTCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Base URL clients reach this server at (sandboxes' `public_host`). Default: from --listen.
+    #[arg(long, env = "HUTCH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log filter (tracing syntax), e.g. `info` or `hutch_manager=debug`.
+    #[arg(long, env = "HUTCH_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Sandbox lifecycle: create → run → kill, against bare bwrap and python3 in the same run.
+    Lifecycle(LifecycleArgs),
+}
+
+/// `hutch bench lifecycle` options.
+#[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// Iterations per measurement.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub iterations: usize,
+    /// Give the sandboxes internet access (veth + NAT) instead of loopback only.
+    #[arg(long)]
+    pub internet: bool,
+    /// Data directory for the benchmark's sandboxes (default: a fresh temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}

@@ -1,0 +1,16 @@
+//! One module per subcommand.
+
+mod bench;
+mod serve;
+
+use anyhow::Result;
+
+use crate::cli::{BenchCommand, Cli, Command};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Bench(BenchCommand::Lifecycle(args)) => bench::lifecycle::run(args),
+    }
+}
