@@ -6,6 +6,10 @@
 //! confined by Landlock in its own process groups.
 
 pub mod api;
+pub mod env;
+pub mod fs;
+pub mod kernels;
+pub mod metrics;
 pub mod pid1;
 pub mod process;
 pub mod server;

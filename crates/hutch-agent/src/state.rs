@@ -1,10 +1,14 @@
-//! The agent's shared state: boot configuration, the sandbox environment, confinement.
+//! The agent's shared state. Each part is owned by the module that implements its API.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 use std::time::Instant;
 
 use hutch_types::AgentBoot;
+
+use crate::env::EnvStore;
+use crate::kernels::Kernels;
+use crate::metrics::Metrics;
+use crate::process::JobTable;
 
 /// The environment every sandbox process starts from, before the sandbox's own variables.
 pub const BASE_ENV: &[(&str, &str)] = &[
@@ -28,17 +32,25 @@ pub struct AgentState {
     /// When this agent process started.
     pub started: Instant,
     /// The sandbox's custom environment variables (create-time `env_vars` and the `/env` API).
-    pub env: RwLock<BTreeMap<String, String>>,
+    pub env: EnvStore,
+    /// Background processes started through the API.
+    pub jobs: JobTable,
+    /// Request counters and timings.
+    pub metrics: Metrics,
+    /// Code interpreters, their contexts, caches and history.
+    pub kernels: Kernels,
 }
 
 impl AgentState {
     /// Builds the state from the boot configuration.
     pub fn new(boot: AgentBoot) -> Self {
-        let env = RwLock::new(boot.env_vars.clone());
         Self {
-            boot,
+            env: EnvStore::new(&boot),
+            jobs: JobTable::new(&boot),
+            metrics: Metrics::new(&boot),
+            kernels: Kernels::new(&boot),
             started: Instant::now(),
-            env,
+            boot,
         }
     }
 
@@ -60,8 +72,7 @@ impl AgentState {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let custom = self.env.read().unwrap_or_else(|e| e.into_inner());
-        env.extend(custom.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(self.env.snapshot());
         if let Some(o) = overrides {
             env.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
         }

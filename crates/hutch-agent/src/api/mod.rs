@@ -1,8 +1,16 @@
 //! The HopX agent API (`spec/hopx-protocol.md` §7–§10), one module per resource.
 
+mod cache;
 mod commands;
+mod desktop;
+mod env;
 mod error;
+mod execute;
+mod files;
 mod health;
+mod metrics;
+mod processes;
+mod terminal;
 
 use std::sync::Arc;
 
@@ -20,6 +28,15 @@ pub fn router(state: State) -> Router {
     Router::new()
         .merge(health::router())
         .merge(commands::router())
+        .merge(execute::router())
+        .merge(files::router())
+        .merge(env::router())
+        .merge(processes::router())
+        .merge(terminal::router())
+        .merge(metrics::router())
+        .merge(cache::router())
+        .merge(desktop::router())
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }

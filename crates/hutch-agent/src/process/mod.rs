@@ -1,5 +1,7 @@
-//! Starting user processes: confined, in their own session, and killable as a group.
+//! Starting user processes: in their own session, killable as a group.
 
+mod jobs;
 mod run;
 
-pub use run::{run_to_completion, CommandSpec, Output};
+pub use jobs::JobTable;
+pub use run::{command, exit_code, kill_group, run_to_completion, CommandSpec, Output};

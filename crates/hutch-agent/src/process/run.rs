@@ -109,8 +109,8 @@ pub async fn run_to_completion(
     let pid = child.id().unwrap_or(0);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let out_task = tokio::spawn(read_capped(stdout));
-    let err_task = tokio::spawn(read_capped(stderr));
+    let (out_cap, out_task) = spawn_reader(stdout);
+    let (err_cap, err_task) = spawn_reader(stderr);
 
     let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => (status.ok(), false),
@@ -119,11 +119,10 @@ pub async fn run_to_completion(
             (child.wait().await.ok(), true)
         }
     };
-    // The group may hold the pipes open after the leader exits (a background `&`): kill it so
-    // the readers finish.
-    kill_group(pid);
-    let stdout = out_task.await.unwrap_or_default();
-    let stderr = err_task.await.unwrap_or_default();
+    // A background job (`server &`) keeps the pipes open after the command itself exited; it is
+    // meant to keep running, so take what is there after a short drain instead of waiting for it.
+    let stdout = finish_reader(out_cap, out_task).await;
+    let stderr = finish_reader(err_cap, err_task).await;
     Ok(Output {
         pid,
         stdout,
@@ -154,27 +153,55 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-async fn read_capped<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>) -> String {
-    let Some(mut reader) = reader else {
-        return String::new();
-    };
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    let mut truncated = false;
-    loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if buf.len() + n <= MAX_CAPTURE {
-                    buf.extend_from_slice(&chunk[..n]);
-                } else {
-                    truncated = true;
+/// Output collected by a reader task, readable while the task still runs.
+#[derive(Default)]
+struct Capture {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+type SharedCapture = std::sync::Arc<std::sync::Mutex<Capture>>;
+
+/// How long output may keep arriving after the command exited.
+const DRAIN: Duration = Duration::from_millis(100);
+
+/// Starts a task copying `reader` into a shared, capped buffer.
+fn spawn_reader<R>(reader: Option<R>) -> (SharedCapture, tokio::task::JoinHandle<()>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let cap = SharedCapture::default();
+    let sink = cap.clone();
+    let task = tokio::spawn(async move {
+        let Some(mut reader) = reader else { return };
+        let mut chunk = [0u8; 16384];
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut c = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    if c.bytes.len() + n <= MAX_CAPTURE {
+                        c.bytes.extend_from_slice(&chunk[..n]);
+                    } else {
+                        c.truncated = true;
+                    }
                 }
             }
         }
+    });
+    (cap, task)
+}
+
+/// Waits up to [`DRAIN`] for the reader to reach EOF (a background job may hold the pipe open
+/// forever), then returns what was captured.
+async fn finish_reader(cap: SharedCapture, task: tokio::task::JoinHandle<()>) -> String {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(DRAIN, task).await.is_err() {
+        abort.abort();
     }
-    let mut s = String::from_utf8_lossy(&buf).into_owned();
-    if truncated {
+    let c = cap.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = String::from_utf8_lossy(&c.bytes).into_owned();
+    if c.truncated {
         s.push_str("\n[output truncated by hutch]\n");
     }
     s

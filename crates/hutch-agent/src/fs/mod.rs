@@ -1,0 +1,1 @@
+//! Files: path resolution and change watching.
