@@ -78,14 +78,21 @@ pub fn set_child_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// Reaps `pid` if it is a zombie child of ours; does nothing for other pids.
-pub fn reap(pid: i32) {
-    let mut status = 0;
-    // SAFETY: waitpid writes the status to a valid, live c_int; WNOHANG keeps it from blocking,
-    // and ECHILD for a pid that is not our child is harmless.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::waitpid(pid, &mut status, libc::WNOHANG);
+/// Reaps `pid`, a child of ours that was just killed, waiting up to `wait` for it to turn into a
+/// zombie: its cgroup empties a moment before it does. Returns at once for pids that are not our
+/// children (ECHILD), e.g. sandboxes a previous server started.
+pub fn reap(pid: i32, wait: std::time::Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status to a valid, live c_int; WNOHANG keeps it from
+        // blocking, and ECHILD for a pid that is not our child is harmless.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r != 0 || start.elapsed() >= wait {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
     }
 }
 

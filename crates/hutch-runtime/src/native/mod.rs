@@ -175,7 +175,7 @@ impl NativeBackend {
             group.kill(Duration::from_secs(10))?;
         }
         if let Some(rec) = st.process.take() {
-            sys::reap(rec.pid);
+            sys::reap(rec.pid, Duration::from_secs(2));
             if let Some(lease) = rec.lease {
                 net::release(&lease.host_if)?;
             }

@@ -32,8 +32,13 @@ impl TestEnv {
             .prefix("hutch-test-")
             .tempdir()
             .expect("temp dir");
-        let instance = format!("t{}", &dir.path().file_name().unwrap().to_string_lossy()[11..]);
-        let instance = instance.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        let instance = format!(
+            "t{}",
+            &dir.path().file_name().unwrap().to_string_lossy()[11..]
+        );
+        let instance = instance
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "");
         let backend = NativeBackend::new(NativeConfig {
             data_dir: dir.path().to_path_buf(),
             helper_exe: env!("CARGO_BIN_EXE_hutch").into(),
@@ -80,7 +85,10 @@ impl TestEnv {
         f(&mut spec);
         self.backend.create(&spec).expect("create sandbox");
         let agent = AgentClient::new(self.backend.agent_socket(&spec.id));
-        agent.health(Duration::from_secs(10)).await.expect("agent healthy");
+        agent
+            .health(Duration::from_secs(10))
+            .await
+            .expect("agent healthy");
         Sandbox {
             env: self,
             id: spec.id,
@@ -104,7 +112,11 @@ impl TestEnv {
         layout
             .hierarchies()
             .iter()
-            .map(|h| h.own.join(format!("hutch-{}", self.instance)).join(id.as_str()))
+            .map(|h| {
+                h.own
+                    .join(format!("hutch-{}", self.instance))
+                    .join(id.as_str())
+            })
             .collect()
     }
 }
@@ -152,14 +164,20 @@ impl Sandbox<'_> {
             .expect("python ran")
     }
 
-    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let body = body.map(|b| Bytes::from(b.to_string()));
         let (status, bytes) = self
             .agent
             .request(method, path, body, Duration::from_secs(60))
             .await
             .expect("agent request");
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (status, v)
     }
 
@@ -176,7 +194,9 @@ impl Sandbox<'_> {
         &self,
         path: &str,
     ) -> tokio_tungstenite::WebSocketStream<tokio::net::UnixStream> {
-        let stream = tokio::net::UnixStream::connect(self.agent.socket()).await.unwrap();
+        let stream = tokio::net::UnixStream::connect(self.agent.socket())
+            .await
+            .unwrap();
         let (ws, _) = tokio_tungstenite::client_async(format!("ws://agent{path}"), stream)
             .await
             .expect("websocket handshake");
@@ -185,7 +205,9 @@ impl Sandbox<'_> {
 
     /// PID 1 of the sandbox as the host sees it.
     pub fn pid1(&self) -> i32 {
-        self.env.state(&self.id)["process"]["pid"].as_i64().expect("running") as i32
+        self.env.state(&self.id)["process"]["pid"]
+            .as_i64()
+            .expect("running") as i32
     }
 
     /// Everything the kill must remove.
@@ -194,7 +216,9 @@ impl Sandbox<'_> {
         Traces {
             id: self.id.clone(),
             pid: st["process"]["pid"].as_i64().unwrap_or(0) as i32,
-            host_if: st["process"]["lease"]["host_if"].as_str().map(str::to_string),
+            host_if: st["process"]["lease"]["host_if"]
+                .as_str()
+                .map(str::to_string),
             dir: self.env.sandbox_dir(&self.id),
             cgroups: self.env.cgroup_dirs(&self.id),
         }
