@@ -62,6 +62,11 @@ pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Creates the sandbox's files and starts it. All or nothing: on error nothing is left.
     fn create(&self, spec: &SandboxSpec) -> Result<(), RuntimeError>;
+    /// Gives a running sandbox created from `spec.template` under a placeholder id (a warm one,
+    /// see the manager's pool) the identity, limits, network and boot configuration of `spec`.
+    /// The sandbox's processes keep running; only its names and limits change. Telling the
+    /// agent about its new boot configuration is the caller's job.
+    fn adopt(&self, warm: &SandboxId, spec: &SandboxSpec) -> Result<(), RuntimeError>;
     /// Starts a stopped sandbox again, with the files it had.
     fn start(&self, id: &SandboxId) -> Result<(), RuntimeError>;
     /// Ends every process (SIGTERM to PID 1, then SIGKILL to all after `grace`); keeps files.

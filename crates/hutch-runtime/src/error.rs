@@ -29,6 +29,14 @@ pub enum RuntimeError {
         /// The refused operation.
         op: &'static str,
     },
+    /// A warm sandbox cannot take this spec (another template, or it was not running).
+    #[error("sandbox {warm} cannot be adopted: {why}")]
+    CannotAdopt {
+        /// The warm sandbox.
+        warm: SandboxId,
+        /// Why.
+        why: &'static str,
+    },
     /// A template layer is missing.
     #[error("template layer {0:?} does not exist")]
     MissingLayer(PathBuf),

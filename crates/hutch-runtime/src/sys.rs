@@ -78,19 +78,16 @@ pub fn set_child_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// Reaps `pid`, a child of ours that was just killed, waiting up to `wait` for it to turn into a
-/// zombie: its cgroup empties a moment before it does. Returns at once for pids that are not our
-/// children (ECHILD), e.g. sandboxes a previous server started.
-pub fn reap(pid: i32, wait: std::time::Duration) {
+/// Waits up to `wait` until the process `pid` that started at `start_time` is gone — exited and
+/// reaped by its parent (the spawner) — so a finished kill leaves no process entry behind.
+pub fn wait_gone(pid: i32, start_time: u64, wait: std::time::Duration) -> bool {
     let start = std::time::Instant::now();
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes the status to a valid, live c_int; WNOHANG keeps it from
-        // blocking, and ECHILD for a pid that is not our child is harmless.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r != 0 || start.elapsed() >= wait {
-            return;
+        if process_start_time(pid) != Some(start_time) {
+            return true;
+        }
+        if start.elapsed() >= wait {
+            return false;
         }
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
@@ -124,6 +121,29 @@ pub fn dup2(fd: BorrowedFd<'_>, target: libc::c_int) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Closes every descriptor except stdio and `keep`, so nothing a parent had open leaks into a
+/// sandbox (which inherits the descriptor table without an exec that would close CLOEXEC ones).
+pub fn close_fds_except(keep: &[i32]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd > 2)
+        .map(|fd| *fd as u32)
+        .collect();
+    keep.sort_unstable();
+    let mut first = 3u32;
+    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > first {
+            // SAFETY: close_range only closes descriptors in the range; none of them is used
+            // afterwards by this process (the caller owns the kept ones).
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::syscall(libc::SYS_close_range, first, fd - 1, 0u32);
+            }
+        }
+        first = fd.saturating_add(1);
+    }
 }
 
 /// The start time of a process (field 22 of `/proc/PID/stat`, clock ticks since boot), used

@@ -25,6 +25,19 @@ pub enum Command {
     /// Measure hutch against references taken in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Remove every sandbox of a data directory and stop its spawner, without a server.
+    #[command(
+        after_help = "Stop `hutch serve` first; the records are dropped on its next start.\n\nExample:\n  sudo hutch purge --data-dir /var/lib/hutch"
+    )]
+    Purge(PurgeArgs),
+}
+
+/// `hutch purge` options.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// The data directory whose sandboxes to remove.
+    #[arg(long, env = "HUTCH_DATA_DIR", default_value = "/var/lib/hutch")]
+    pub data_dir: PathBuf,
 }
 
 /// `hutch serve` options.

@@ -46,7 +46,7 @@ pub fn backend(data_dir: &Path) -> Result<Arc<NativeBackend>> {
     let cfg = NativeConfig {
         data_dir: data_dir.to_path_buf(),
         helper_exe: PathBuf::from("/proc/self/exe"),
-        helper_args: vec!["__spawn".into()],
+        helper_args: vec!["__spawner".into()],
         uid_base: UID_BASE,
         net: Default::default(),
         instance: instance_name(data_dir),

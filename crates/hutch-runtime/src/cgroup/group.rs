@@ -89,6 +89,12 @@ impl SandboxCgroup {
                 }
             }
         }
+        self.set_limits(r)
+    }
+
+    /// Writes the limits. Memory is ordered so that memory+swap never drops below memory (v1
+    /// refuses that), whichever way the limit moves.
+    pub fn set_limits(&self, r: &Resources) -> Result<(), CgroupError> {
         let mem = r.memory_mb * 1024 * 1024;
         let quota = u64::from(r.vcpu) * CPU_PERIOD_US;
         if self.unified_controllers {
@@ -100,9 +106,16 @@ impl SandboxCgroup {
             write(d, "pids.max", &r.pids.to_string())?;
         } else {
             if let Some(d) = self.dir(HierarchyKind::Memory) {
-                write(d, "memory.limit_in_bytes", &mem.to_string())?;
-                // memsw exists only with swap accounting; it must be >= limit_in_bytes.
-                write_optional(d, "memory.memsw.limit_in_bytes", &mem.to_string())?;
+                let current = read_u64(d, "memory.limit_in_bytes").unwrap_or(u64::MAX);
+                let order: [&str; 2] = if mem > current {
+                    ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+                } else {
+                    ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+                };
+                for file in order {
+                    // memsw exists only with swap accounting.
+                    write_optional(d, file, &mem.to_string())?;
+                }
             }
             if let Some(d) = self.dir(HierarchyKind::Cpu) {
                 write(d, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
@@ -417,5 +430,34 @@ mod tests {
         for h in mgr.layout().hierarchies() {
             assert!(!h.own.join("hutch-unit-group").exists());
         }
+    }
+
+    /// Limits can be raised and lowered on a live group.
+    #[test]
+    fn limits_can_move_both_ways() {
+        let mgr = CgroupManager::detect("unit-limits").unwrap();
+        let small = Resources {
+            memory_mb: 96,
+            ..Resources::default()
+        };
+        let group = mgr.create("cg-limits", &small).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        group.join(child.id() as i32).unwrap();
+        for mb in [512, 128, 2048, 64] {
+            group
+                .set_limits(&Resources {
+                    memory_mb: mb,
+                    ..Resources::default()
+                })
+                .unwrap();
+            assert_eq!(group.usage().unwrap().memory_limit_bytes, mb * 1024 * 1024);
+        }
+        group.kill(Duration::from_secs(5)).unwrap();
+        child.wait().unwrap();
+        group.remove().unwrap();
+        mgr.remove_parent_if_empty();
     }
 }

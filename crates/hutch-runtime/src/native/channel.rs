@@ -126,6 +126,11 @@ impl ParentEnd {
 }
 
 impl ChildEnd {
+    /// The descriptor, so the child can keep it while closing everything else.
+    pub fn raw_fd(&self) -> i32 {
+        self.0 .0.as_raw_fd()
+    }
+
     pub fn wait_network(&self) -> Result<(), ChannelError> {
         self.0
             .expect("the network", |m| matches!(m, Message::NetworkReady))

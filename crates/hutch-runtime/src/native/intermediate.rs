@@ -1,13 +1,13 @@
-//! `hutch __spawn`: the single-threaded helper that clones a sandbox's init.
+//! The spawn worker: a single-threaded process that clones one sandbox's init.
 //!
 //! It exists because the server is multi-threaded, and a multi-threaded process must not clone
-//! a child that then allocates, mounts and changes credentials. The helper starts fresh, joins
-//! the sandbox's cgroups (so everything it clones is inside them from the first instruction),
-//! binds the agent's socket on the host side, clones the init into new namespaces, wires the
-//! network, writes the uid/gid maps when asked, and exits once the init reports ready.
+//! a child that then allocates, mounts and changes credentials. The spawner forks one worker per
+//! request; the worker joins the sandbox's cgroups (so everything it clones is inside them from
+//! the first instruction), binds the agent's socket on the host side, clones the init into new
+//! namespaces, wires the network, writes the uid/gid maps when asked, and exits once the init
+//! reports ready — leaving the init to the spawner, its reaper.
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -32,7 +32,7 @@ pub struct Pid1Context {
 pub type Pid1Entry = fn(Pid1Context) -> i32;
 
 /// A failure, with the step it happened at.
-struct StepError {
+pub(super) struct StepError {
     step: String,
     message: String,
 }
@@ -44,33 +44,15 @@ fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> StepError
     }
 }
 
-/// Entry point of `hutch __spawn`: reads a request on stdin, writes a report on stdout.
-pub fn spawn_main(entry: Pid1Entry) -> i32 {
-    let report = match read_request().and_then(|req| run(req, entry)) {
+/// Runs one request; returns the report to send back.
+pub(super) fn handle(req: SpawnRequest, entry: Pid1Entry) -> SpawnReport {
+    match run(req, entry) {
         Ok(started) => SpawnReport::Ok(started),
         Err(e) => SpawnReport::Failed {
             step: e.step,
             message: e.message,
         },
-    };
-    let ok = matches!(report, SpawnReport::Ok(_));
-    let bytes = serde_json::to_vec(&report).unwrap_or_default();
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&bytes);
-    let _ = out.flush();
-    if ok {
-        0
-    } else {
-        1
     }
-}
-
-fn read_request() -> Result<SpawnRequest, StepError> {
-    let mut input = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(step("read request"))?;
-    serde_json::from_slice(&input).map_err(step("parse request"))
 }
 
 fn run(req: SpawnRequest, entry: Pid1Entry) -> Result<Started, StepError> {
@@ -100,6 +82,9 @@ fn run(req: SpawnRequest, entry: Pid1Entry) -> Result<Started, StepError> {
     match sys::clone_fork(flags).map_err(step("clone"))? {
         Cloned::Child => {
             drop(parent);
+            // Nothing of the spawner's may reach the sandbox: keep only what the init needs.
+            let keep = [listener.as_raw_fd(), child.raw_fd(), log.as_raw_fd()];
+            sys::close_fds_except(&keep);
             let code = init::child_main(req, child, listener, log.into(), entry);
             // SAFETY: _exit ends this process without running the parent's atexit handlers or
             // flushing stdio buffers that were copied from it.

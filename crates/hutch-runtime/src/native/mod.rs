@@ -16,6 +16,7 @@ mod channel;
 mod init;
 mod intermediate;
 mod spawn;
+mod spawner;
 mod state;
 
 use std::fs;
@@ -26,7 +27,8 @@ use std::time::Duration;
 
 use hutch_types::SandboxId;
 
-pub use intermediate::{spawn_main, Pid1Context, Pid1Entry};
+pub use intermediate::{Pid1Context, Pid1Entry};
+pub use spawner::spawner_main;
 
 use crate::backend::{Backend, ResourceUsage, RuntimeStatus, SandboxSpec};
 use crate::cgroup::{CgroupManager, SandboxCgroup};
@@ -43,9 +45,9 @@ pub const UID_COUNT: u32 = 65_536;
 pub struct NativeConfig {
     /// Sandboxes live in `<data_dir>/sandboxes/<id>`.
     pub data_dir: PathBuf,
-    /// The program run as the spawn helper (the hutch binary; `/proc/self/exe` in the server).
+    /// The program run as the spawner (the hutch binary; `/proc/self/exe` in the server).
     pub helper_exe: PathBuf,
-    /// Arguments that select the helper mode (`["__spawn"]`).
+    /// Arguments that select the spawner mode (`["__spawner"]`); the socket path is appended.
     pub helper_args: Vec<String>,
     /// Host uid (and gid) that root inside a sandbox maps to.
     pub uid_base: u32,
@@ -59,26 +61,40 @@ pub struct NativeConfig {
 pub struct NativeBackend {
     cfg: NativeConfig,
     cgroups: CgroupManager,
+    spawner: spawner::SpawnerClient,
     /// Host firewall rules are installed on first use, since only internet sandboxes need them.
     rules: Mutex<bool>,
 }
 
 impl NativeBackend {
-    /// Detects the host's cgroup layout and makes this process the reaper of its sandboxes.
+    /// Detects the host's cgroup layout and connects to (or starts) the data directory's spawner.
     pub fn new(cfg: NativeConfig) -> Result<Self, RuntimeError> {
-        sys::set_child_subreaper().map_err(RuntimeError::io("set child subreaper", "/"))?;
         let cgroups = CgroupManager::detect(&cfg.instance)?;
-        let dir = cfg.data_dir.join("sandboxes");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&dir)
-            .map_err(RuntimeError::io("mkdir", &dir))?;
+        for (sub, mode) in [("sandboxes", 0o711), ("run", 0o700)] {
+            let dir = cfg.data_dir.join(sub);
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(&dir)
+                .map_err(RuntimeError::io("mkdir", &dir))?;
+        }
+        let spawner = spawner::SpawnerClient::ensure(
+            &cfg.data_dir.join("run"),
+            &cfg.helper_exe,
+            &cfg.helper_args,
+        )?;
         Ok(Self {
             cfg,
             cgroups,
+            spawner,
             rules: Mutex::new(false),
         })
+    }
+
+    /// Stops the spawner (tests, `hutch purge`). Running sandboxes keep running but lose their
+    /// reaper; call this only once none are left.
+    pub fn shutdown_spawner(&self) -> Result<(), RuntimeError> {
+        self.spawner.shutdown()
     }
 
     /// The backend's configuration.
@@ -95,8 +111,9 @@ impl NativeBackend {
         self.cfg.data_dir.join("sandboxes").join(id.as_str())
     }
 
-    fn cgroup(&self, id: &SandboxId) -> SandboxCgroup {
-        self.cgroups.sandbox(id.as_str())
+    /// The cgroups of a sandbox, by the name its state records.
+    fn cgroup(&self, st: &StateFile) -> SandboxCgroup {
+        self.cgroups.sandbox(st.cgroup_name())
     }
 
     fn load(&self, id: &SandboxId) -> Result<StateFile, RuntimeError> {
@@ -130,7 +147,7 @@ impl NativeBackend {
                 self.ensure_rules()?;
             }
             let req = spawn::request(&self.cfg, dir, &st.spec, &group);
-            spawn::run_helper(&self.cfg, &req)
+            spawn::run_helper(&self.spawner, req)
         })();
         match result {
             Ok(report) => {
@@ -138,6 +155,7 @@ impl NativeBackend {
                     pid: report.pid,
                     start_time: report.start_time,
                     lease: report.lease,
+                    cgroup: None,
                 });
                 st.save(dir)
             }
@@ -157,7 +175,7 @@ impl NativeBackend {
         st: &mut StateFile,
         grace: Duration,
     ) -> Result<(), RuntimeError> {
-        let group = self.cgroup(&st.spec.id);
+        let group = self.cgroup(st);
         if let Some(rec) = &st.process {
             if group.exists() && group.is_frozen() {
                 group.thaw()?;
@@ -175,7 +193,9 @@ impl NativeBackend {
             group.kill(Duration::from_secs(10))?;
         }
         if let Some(rec) = st.process.take() {
-            sys::reap(rec.pid, Duration::from_secs(2));
+            if !sys::wait_gone(rec.pid, rec.start_time, Duration::from_secs(2)) {
+                tracing::warn!(pid = rec.pid, "sandbox init not reaped yet");
+            }
             if let Some(lease) = rec.lease {
                 net::release(&lease.host_if)?;
             }
@@ -230,6 +250,55 @@ impl Backend for NativeBackend {
         result
     }
 
+    fn adopt(&self, warm: &SandboxId, spec: &SandboxSpec) -> Result<(), RuntimeError> {
+        let old_dir = self.dir(warm);
+        let new_dir = self.dir(&spec.id);
+        let mut st = self.load(warm)?;
+        let refuse = |why| {
+            Err(RuntimeError::CannotAdopt {
+                warm: warm.clone(),
+                why,
+            })
+        };
+        if st.spec.template != spec.template {
+            return refuse("it was created from another template");
+        }
+        if st.spec.internet && !spec.internet {
+            return refuse("it has internet access and the new sandbox must not");
+        }
+        let Some(mut rec) = st.process.clone().filter(Self::alive) else {
+            return refuse("it is not running");
+        };
+        if new_dir.exists() {
+            return Err(RuntimeError::AlreadyExists(spec.id.clone()));
+        }
+        let group = self.cgroup(&st);
+        let old_limits = st.spec.resources;
+        group.set_limits(&spec.resources)?;
+        rec.cgroup = Some(st.cgroup_name().to_string());
+        let mut new_lease = None;
+        let result = (|| {
+            if spec.internet && rec.lease.is_none() {
+                self.ensure_rules()?;
+                let hint = spawn::slot_hint(spec.id.as_str());
+                let lease = net::attach_internet(&self.cfg.net, rec.pid, hint)?;
+                new_lease = Some(lease.host_if.clone());
+                rec.lease = Some(lease);
+            }
+            fs::rename(&old_dir, &new_dir).map_err(RuntimeError::io("rename", &new_dir))
+        })();
+        if let Err(e) = result {
+            let _ = group.set_limits(&old_limits);
+            if let Some(host_if) = new_lease {
+                let _ = net::release(&host_if);
+            }
+            return Err(e);
+        }
+        st.spec = spec.clone();
+        st.process = Some(rec);
+        st.save(&new_dir)
+    }
+
     fn start(&self, id: &SandboxId) -> Result<(), RuntimeError> {
         let dir = self.dir(id);
         let mut st = self.load(id)?;
@@ -256,7 +325,7 @@ impl Backend for NativeBackend {
 
     fn pause(&self, id: &SandboxId) -> Result<(), RuntimeError> {
         match self.status(id)? {
-            RuntimeStatus::Running => Ok(self.cgroup(id).freeze()?),
+            RuntimeStatus::Running => Ok(self.cgroup(&self.load(id)?).freeze()?),
             status => Err(RuntimeError::WrongState {
                 id: id.clone(),
                 status,
@@ -267,7 +336,7 @@ impl Backend for NativeBackend {
 
     fn resume(&self, id: &SandboxId) -> Result<(), RuntimeError> {
         match self.status(id)? {
-            RuntimeStatus::Paused => Ok(self.cgroup(id).thaw()?),
+            RuntimeStatus::Paused => Ok(self.cgroup(&self.load(id)?).thaw()?),
             status => Err(RuntimeError::WrongState {
                 id: id.clone(),
                 status,
@@ -283,9 +352,9 @@ impl Backend for NativeBackend {
         }
         match StateFile::load(&dir) {
             Ok(mut st) => self.end_processes(&dir, &mut st, Duration::ZERO)?,
-            // No readable state: still make sure no process or cgroup survives.
+            // No readable state: still make sure no process or cgroup named after it survives.
             Err(_) => {
-                let group = self.cgroup(id);
+                let group = self.cgroups.sandbox(id.as_str());
                 if group.exists() {
                     group.kill(Duration::from_secs(10))?;
                     group.remove()?;
@@ -299,7 +368,7 @@ impl Backend for NativeBackend {
         let st = self.load(id)?;
         Ok(match &st.process {
             Some(rec) if Self::alive(rec) => {
-                if self.cgroup(id).is_frozen() {
+                if self.cgroup(&st).is_frozen() {
                     RuntimeStatus::Paused
                 } else {
                     RuntimeStatus::Running
@@ -311,7 +380,7 @@ impl Backend for NativeBackend {
 
     fn usage(&self, id: &SandboxId) -> Result<ResourceUsage, RuntimeError> {
         let st = self.load(id)?;
-        let group = self.cgroup(id);
+        let group = self.cgroup(&st);
         if st.process.is_none() || !group.exists() {
             return Ok(ResourceUsage {
                 memory_limit_bytes: st.spec.resources.memory_mb * 1024 * 1024,

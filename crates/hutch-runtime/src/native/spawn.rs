@@ -1,11 +1,10 @@
 //! The server side of starting a sandbox: describe it, run the helper, read its report.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
+use super::spawner::SpawnerClient;
 use super::{NativeConfig, UID_COUNT};
 use crate::backend::SandboxSpec;
 use crate::cgroup::SandboxCgroup;
@@ -83,41 +82,19 @@ pub(super) fn request(
 }
 
 /// Spreads slot choices so concurrent creates rarely collide on their first try.
-fn slot_hint(id: &str) -> u32 {
+pub(super) fn slot_hint(id: &str) -> u32 {
     id.bytes().fold(2166136261u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(16777619)
     })
 }
 
-pub(super) fn run_helper(cfg: &NativeConfig, req: &SpawnRequest) -> Result<Started, RuntimeError> {
-    let helper_err = |message: String| RuntimeError::Helper {
-        exe: cfg.helper_exe.clone(),
-        message,
-    };
-    let input = serde_json::to_vec(req).map_err(|e| helper_err(e.to_string()))?;
-    let mut child = Command::new(&cfg.helper_exe)
-        .args(&cfg.helper_args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| helper_err(format!("cannot start: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(&input)
-            .map_err(|e| helper_err(format!("cannot send the request: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| helper_err(format!("cannot read the report: {e}")))?;
-    match serde_json::from_slice::<SpawnReport>(&out.stdout) {
-        Ok(SpawnReport::Ok(started)) => Ok(started),
-        Ok(SpawnReport::Failed { step, message }) => Err(RuntimeError::Setup { step, message }),
-        Err(_) => Err(helper_err(format!(
-            "{} without a report; stderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
+pub(super) fn run_helper(
+    spawner: &SpawnerClient,
+    req: SpawnRequest,
+) -> Result<Started, RuntimeError> {
+    match spawner.spawn(req)? {
+        SpawnReport::Ok(started) => Ok(started),
+        SpawnReport::Failed { step, message } => Err(RuntimeError::Setup { step, message }),
     }
 }
 

@@ -27,6 +27,20 @@ pub(super) struct ProcessRecord {
     /// With `pid`, identifies the process across pid reuse.
     pub start_time: u64,
     pub lease: Option<NetLease>,
+    /// Name of the sandbox's cgroups. cgroup v2 cannot rename groups, so a sandbox adopted from
+    /// the warm pool keeps the groups named after its placeholder id; None means its own id.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+}
+
+impl StateFile {
+    /// The name of the sandbox's cgroups while it runs.
+    pub fn cgroup_name(&self) -> &str {
+        self.process
+            .as_ref()
+            .and_then(|p| p.cgroup.as_deref())
+            .unwrap_or(self.spec.id.as_str())
+    }
 }
 
 impl StateFile {

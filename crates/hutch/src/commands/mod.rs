@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod purge;
 mod serve;
 
 use anyhow::Result;
@@ -12,5 +13,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(BenchCommand::Lifecycle(args)) => bench::lifecycle::run(args),
+        Command::Purge(args) => purge::run(args),
     }
 }

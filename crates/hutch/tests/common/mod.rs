@@ -3,6 +3,8 @@
 //! in parallel without touching each other.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,7 +44,7 @@ impl TestEnv {
         let backend = NativeBackend::new(NativeConfig {
             data_dir: dir.path().to_path_buf(),
             helper_exe: env!("CARGO_BIN_EXE_hutch").into(),
-            helper_args: vec!["__spawn".into()],
+            helper_args: vec!["__spawner".into()],
             uid_base: UID_BASE,
             net: Default::default(),
             instance: instance.clone(),
@@ -128,6 +130,8 @@ impl Drop for TestEnv {
                 let _ = self.backend.kill(&id);
             }
         }
+        // The spawner is this test process's child: stop and reap it, leaving nothing running.
+        let _ = self.backend.shutdown_spawner();
     }
 }
 

@@ -27,6 +27,8 @@ pub fn run(args: LifecycleArgs) -> Result<()> {
         }
     };
     let backend = setup::backend(&dir)?;
+    // Whatever happens, stop the benchmark's spawner so nothing is left running.
+    let _spawner = SpawnerGuard(backend.clone());
     let template = ensure_builtin(&dir.join("templates/builtin"), setup::UID_BASE)
         .context("cannot prepare the built-in template")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -234,6 +236,19 @@ fn reference(n: usize, argv: &[&str]) -> Result<Samples> {
         }
     }
     Ok(s)
+}
+
+struct SpawnerGuard(std::sync::Arc<NativeBackend>);
+
+impl Drop for SpawnerGuard {
+    fn drop(&mut self) {
+        if let Ok(ids) = self.0.list() {
+            for id in ids {
+                let _ = self.0.kill(&id);
+            }
+        }
+        let _ = self.0.shutdown_spawner();
+    }
 }
 
 struct TempDir {
