@@ -1,6 +1,7 @@
 //! The agent's shared state. Each part is owned by the module that implements its API.
 
 use std::collections::BTreeMap;
+use std::sync::RwLock;
 use std::time::Instant;
 
 use hutch_types::AgentBoot;
@@ -27,8 +28,9 @@ pub const BASE_ENV: &[(&str, &str)] = &[
 
 /// Shared by every request handler.
 pub struct AgentState {
-    /// What the control plane said at start.
-    pub boot: AgentBoot,
+    /// What the control plane said at start, or later when the sandbox was adopted from the warm
+    /// pool under a new identity (`POST /_hutch/boot`).
+    boot: RwLock<AgentBoot>,
     /// When this agent process started.
     pub started: Instant,
     /// The sandbox's custom environment variables (create-time `env_vars` and the `/env` API).
@@ -50,16 +52,36 @@ impl AgentState {
             metrics: Metrics::new(&boot),
             kernels: Kernels::new(&boot),
             started: Instant::now(),
-            boot,
+            boot: RwLock::new(boot),
         }
+    }
+
+    /// The current boot configuration.
+    pub fn boot(&self) -> AgentBoot {
+        self.boot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes a new identity: the boot configuration, its environment and limits. Blocking (the
+    /// environment is saved to disk).
+    pub fn reboot(&self, boot: AgentBoot) -> Result<(), crate::env::EnvError> {
+        self.env.replace(boot.env_vars.clone())?;
+        self.metrics.set_resources(boot.resources);
+        *self.boot.write().unwrap_or_else(|e| e.into_inner()) = boot;
+        Ok(())
     }
 
     /// The working directory for a request: its own if given, else the sandbox default.
     pub fn workdir(&self, requested: Option<&str>) -> String {
         match requested.map(str::trim) {
             Some(w) if !w.is_empty() => w.to_string(),
-            _ if !self.boot.workdir.is_empty() => self.boot.workdir.clone(),
-            _ => "/workspace".into(),
+            _ => {
+                let w = self.boot().workdir;
+                if w.is_empty() {
+                    "/workspace".into()
+                } else {
+                    w
+                }
+            }
         }
     }
 

@@ -5,3 +5,4 @@ pub mod control;
 
 pub use agent::{AgentClient, AgentError, CommandOutput};
 pub use control::{ControlClient, ControlError, Response};
+pub use hyper::{Method, StatusCode};

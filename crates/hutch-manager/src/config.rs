@@ -25,6 +25,8 @@ pub struct ManagerConfig {
     pub stop_grace: Duration,
     /// How long a new sandbox's agent has to answer its first health check.
     pub ready_timeout: Duration,
+    /// Warm sandboxes kept ready for fast creates (0 disables the pool).
+    pub pool_size: usize,
 }
 
 impl ManagerConfig {
@@ -42,6 +44,7 @@ impl ManagerConfig {
             max_timeout: Duration::from_secs(30 * 24 * 3600),
             stop_grace: Duration::from_secs(3),
             ready_timeout: Duration::from_secs(10),
+            pool_size: 2,
         }
     }
 }

@@ -19,6 +19,7 @@ pub struct Manager {
     pub(crate) store: Store,
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) templates: Templates,
+    pub(crate) pool: crate::pool::Pool,
     /// One lock per sandbox: verbs on the same sandbox run one at a time.
     locks: Mutex<HashMap<SandboxId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -36,6 +37,7 @@ impl Manager {
             store,
             backend,
             templates,
+            pool: Default::default(),
             locks: Mutex::new(HashMap::new()),
         })
     }

@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// Base URL clients reach this server at (sandboxes' `public_host`). Default: from --listen.
     #[arg(long, env = "HUTCH_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Warm sandboxes kept ready so creates skip set-up (0 disables the pool).
+    #[arg(long, env = "HUTCH_POOL_SIZE", default_value_t = 2)]
+    pub pool_size: usize,
     /// Log filter (tracing syntax), e.g. `info` or `hutch_manager=debug`.
     #[arg(long, env = "HUTCH_LOG", default_value = "info")]
     pub log: String,

@@ -57,10 +57,11 @@ pub fn backend(data_dir: &Path) -> Result<Arc<NativeBackend>> {
 }
 
 /// The manager over the store and backend in `data_dir`.
-pub fn manager(data_dir: &Path) -> Result<Arc<Manager>> {
+pub fn manager(data_dir: &Path, pool_size: usize) -> Result<Arc<Manager>> {
     let backend = backend(data_dir)?;
     let store = Store::open(&data_dir.join("hutch.db")).context("cannot open the database")?;
-    let cfg = ManagerConfig::new(data_dir.to_path_buf());
+    let mut cfg = ManagerConfig::new(data_dir.to_path_buf());
+    cfg.pool_size = pool_size;
     let templates = Templates::load(data_dir, UID_BASE, cfg.default_resources)
         .context("cannot prepare the built-in template")?;
     Ok(Manager::new(cfg, store, backend, templates))

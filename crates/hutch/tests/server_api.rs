@@ -26,10 +26,24 @@ fn assert_error(v: &Value, code: &str) {
     );
 }
 
-fn sandbox_dirs(s: &TestServer) -> usize {
+fn dirs_where(s: &TestServer, warm: bool) -> usize {
     std::fs::read_dir(s.data_dir().join("sandboxes"))
-        .map(|d| d.count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("warm-") == warm)
+                .count()
+        })
         .unwrap_or(0)
+}
+
+/// Directories of sandboxes users created (the warm pool's are not counted).
+fn sandbox_dirs(s: &TestServer) -> usize {
+    dirs_where(s, false)
+}
+
+/// Directories of warm sandboxes waiting in the pool.
+fn warm_dirs(s: &TestServer) -> usize {
+    dirs_where(s, true)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -559,4 +573,72 @@ async fn restart_and_crash_keep_sandboxes_files_and_tokens() {
         s.run(&paused_token, "echo thawed").await["stdout"],
         "thawed\n"
     );
+}
+
+/// Creates served from the warm pool look exactly like cold ones: their own id in the agent,
+/// their env, their limits and their network.
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_creates_take_their_own_identity() {
+    let s = TestServer::start().await;
+    // Wait for the pool to fill (two warm sandboxes on disk, no records).
+    let start = Instant::now();
+    while warm_dirs(&s) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pool did not fill"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (id, token, v) = s
+        .create(json!({
+            "template_name": "code-interpreter",
+            "env_vars": {"POOLED": "yes"},
+            "memory_mb": 256,
+            "internet_access": true,
+        }))
+        .await;
+    assert_eq!(v["resources"]["memory_mb"], 256);
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(s.data_dir().join("sandboxes").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let cgroup = state["process"]["cgroup"].as_str().unwrap_or("");
+    assert!(
+        cgroup.starts_with("warm-"),
+        "expected a pooled create: {state}"
+    );
+    assert!(
+        state["process"]["lease"]["host_if"].is_string(),
+        "internet attached"
+    );
+
+    let (_, info) = s.agent(&token, Method::GET, "/info", None).await;
+    assert_eq!(info["vm_id"], id.as_str());
+    assert_eq!(info["resources"]["memory_mb"], 256);
+    assert_eq!(s.run(&token, "echo $POOLED").await["stdout"], "yes\n");
+    let out = s
+        .run(
+            &token,
+            "python3 -c \"print(len(bytearray(400 * 1024 * 1024)))\"; echo rc=$?",
+        )
+        .await;
+    assert!(
+        out["stdout"].as_str().unwrap().contains("rc=137"),
+        "256 MiB limit: {out}"
+    );
+    // The pool refills behind the create.
+    let start = Instant::now();
+    while warm_dirs(&s) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pool did not refill"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = s
+        .client
+        .json(Method::DELETE, &format!("/v1/sandboxes/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
 }

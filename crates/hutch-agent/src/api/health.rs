@@ -16,7 +16,7 @@ async fn health(Extract(state): Extract<State>) -> Json<Value> {
         "status": "healthy",
         "agent": "hutch-agent",
         "version": env!("CARGO_PKG_VERSION"),
-        "vm_id": state.boot.sandbox_id,
+        "vm_id": state.boot().sandbox_id,
         "uptime": format!("{}s", state.started.elapsed().as_secs()),
         "features": {
             "code_execution": true,

@@ -1,5 +1,6 @@
 //! The HopX agent API (`spec/hopx-protocol.md` §7–§10), one module per resource.
 
+mod boot;
 mod cache;
 mod commands;
 mod desktop;
@@ -27,6 +28,7 @@ pub type State = Arc<AgentState>;
 pub fn router(state: State) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(boot::router())
         .merge(commands::router())
         .merge(execute::router())
         .merge(files::router())

@@ -1,7 +1,10 @@
 //! Starting user processes: in their own session, killable as a group.
 
 mod jobs;
+pub mod lang;
+pub mod procfs;
+pub mod pty;
 mod run;
 
-pub use jobs::JobTable;
+pub use jobs::{Job, JobKind, JobRequest, JobStatus, JobTable, KillOutcome};
 pub use run::{command, exit_code, kill_group, run_to_completion, CommandSpec, Output};

@@ -2,6 +2,7 @@
 //! `running`, issue its first token. Any failure undoes every earlier step.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -84,7 +85,7 @@ impl Manager {
 
     /// Creates and starts a sandbox; returns its record and first token.
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         req: CreateRequest,
     ) -> Result<(SandboxRecord, IssuedToken), ManagerError> {
         let template = self
@@ -136,10 +137,16 @@ impl Manager {
             internet: record.internet_access,
             boot: serde_json::to_value(&boot).unwrap_or_default(),
         };
-        let started = self.backend_op(move |b| b.create(&spec)).await;
-        let ready = match started {
-            Ok(()) => self.wait_ready(&id).await,
-            Err(e) => Err(e),
+        let ready = match self.take_warm(&spec.template) {
+            Some(warm) => match self.adopt_warm(&warm, &spec, &boot).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, error = %e, "warm sandbox unusable; creating cold");
+                    let _ = self.backend_op(move |b| b.kill(&warm)).await;
+                    self.create_cold(spec).await
+                }
+            },
+            None => self.create_cold(spec).await,
         };
         if let Err(e) = ready {
             let kill_id = id.clone();
@@ -153,6 +160,41 @@ impl Manager {
         let record = self.get(&id)?;
         tracing::info!(sandbox = %id, template = %template.name, "sandbox created");
         Ok((record, token))
+    }
+
+    async fn create_cold(&self, spec: SandboxSpec) -> Result<(), ManagerError> {
+        let id = spec.id.clone();
+        self.backend_op(move |b| b.create(&spec)).await?;
+        self.wait_ready(&id).await
+    }
+
+    /// Turns a warm sandbox into `spec` and tells its agent its new boot configuration.
+    async fn adopt_warm(
+        &self,
+        warm: &SandboxId,
+        spec: &SandboxSpec,
+        boot: &AgentBoot,
+    ) -> Result<(), ManagerError> {
+        let (w, s) = (warm.clone(), spec.clone());
+        self.backend_op(move |b| b.adopt(&w, &s)).await?;
+        let client = AgentClient::new(self.backend.agent_socket(&spec.id));
+        let body = serde_json::to_vec(boot).map_err(|e| ManagerError::Task(e.to_string()))?;
+        let (status, text) = client
+            .request(
+                hutch_client::Method::POST,
+                "/_hutch/boot",
+                Some(body.into()),
+                self.cfg.ready_timeout,
+            )
+            .await
+            .map_err(|e| ManagerError::AgentNotReady(e.to_string()))?;
+        if !status.is_success() {
+            return Err(ManagerError::AgentNotReady(format!(
+                "boot update answered {status}: {}",
+                String::from_utf8_lossy(&text)
+            )));
+        }
+        Ok(())
     }
 
     /// Waits until the sandbox's agent answers `/health`.

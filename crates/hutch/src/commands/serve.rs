@@ -29,9 +29,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let manager = setup::manager(&data_dir)?;
+        let manager = setup::manager(&data_dir, args.pool_size)?;
         let recovered = manager.recover().await.context("cannot reconcile sandboxes")?;
         tracing::info!(?recovered, "sandboxes reconciled");
+        manager.refill_pool();
         let _reaper = manager.spawn_reaper(Duration::from_secs(1));
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

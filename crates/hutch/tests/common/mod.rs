@@ -2,6 +2,8 @@
 //! with leak checks. Every `TestEnv` has its own data directory and cgroup instance, so tests run
 //! in parallel without touching each other.
 #![allow(dead_code)]
+// Test helpers: a failed unwrap is a failed test, with the panic message as the report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod server;
 
