@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod gateway;
 mod http;
+mod openapi;
 mod request_id;
 mod state;
 
@@ -22,10 +23,24 @@ pub use state::{AppState, ServerConfig};
 
 /// The whole HTTP surface.
 pub fn app(state: Arc<AppState>) -> Router {
-    http::router(state.clone())
+    let (router, doc) = http::router().split_for_parts();
+    let doc = Arc::new(openapi::finish(doc));
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
         .fallback(gateway::forward)
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
+}
+
+/// The OpenAPI document (for `hutch openapi` and tests).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::finish(http::router().split_for_parts().1)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.

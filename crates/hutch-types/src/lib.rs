@@ -9,6 +9,7 @@ mod id;
 mod resources;
 mod status;
 mod time;
+pub mod wire;
 
 pub use boot::AgentBoot;
 pub use id::{IdError, SandboxId, TemplateName};

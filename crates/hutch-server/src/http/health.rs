@@ -6,26 +6,31 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use hutch_types::wire::HealthObject;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::extract::bearer;
 use crate::{gateway, AppState};
 
-pub(super) fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/health", get(health))
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
+/// Health of the server — or, with `Authorization: Bearer <sandbox token>`, of that sandbox's
+/// agent (the SDK polls this before its first agent call). No API key needed.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, body = HealthObject)))]
 async fn health(State(state): State<Arc<AppState>>, req: Request) -> Response {
     if bearer(req.headers()).is_some() {
         return gateway::forward(State(state), req).await;
     }
-    Json(json!({
-        "status": "healthy",
-        "service": "hutch",
-        "version": env!("CARGO_PKG_VERSION"),
-        "backend": state.manager.backend_name(),
-    }))
+    Json(HealthObject {
+        status: "healthy".into(),
+        service: "hutch".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        backend: state.manager.backend_name().into(),
+    })
     .into_response()
 }

@@ -1,4 +1,4 @@
-//! The control plane (`spec` §6), one module per resource.
+//! The control plane (`spec` §6), one module per resource, each documenting its routes.
 
 mod health;
 mod lifecycle;
@@ -9,20 +9,20 @@ mod templates;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::Router;
 use hutch_types::SandboxId;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::extract::MAX_JSON_BODY;
 use crate::{ApiError, AppState};
 
-/// Every control-plane route.
-pub(crate) fn router(_state: Arc<AppState>) -> Router<Arc<AppState>> {
-    let v1 = Router::new()
+/// Every control-plane route, with its OpenAPI description.
+pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
+    let v1 = OpenApiRouter::new()
         .merge(sandboxes::router())
         .merge(lifecycle::router())
         .merge(templates::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY + 1));
-    Router::new().merge(health::router()).merge(v1)
+    OpenApiRouter::new().merge(health::router()).merge(v1)
 }
 
 /// Parses a sandbox id from a path; an id that cannot exist is simply not found.

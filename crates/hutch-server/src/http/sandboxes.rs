@@ -1,57 +1,46 @@
 //! `/v1/sandboxes`: create, list, get, delete (`spec` §6.2–6.5).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use hutch_manager::CreateRequest;
+use hutch_types::wire::{
+    CreateSandboxRequest, DeletedObject, ErrorBody, SandboxList, SandboxObject,
+};
 use hutch_types::SandboxStatus;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{render, sandbox_id};
 use crate::extract::{ApiKey, JsonBody};
 use crate::{request_id, ApiError, AppState};
 
-pub(super) fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/sandboxes", get(list).post(create))
-        .route("/v1/sandboxes/{id}", get(get_one).delete(delete))
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, delete))
 }
 
-/// Create body. Unknown fields are ignored (the SDK and other clients add their own).
-#[derive(Debug, Deserialize)]
-struct CreateBody {
-    template_name: Option<String>,
-    /// A string in the spec; the SDK converts ints, other clients may not.
-    template_id: Option<Value>,
-    #[allow(dead_code)]
-    region: Option<String>,
-    timeout_seconds: Option<i64>,
-    internet_access: Option<bool>,
-    env_vars: Option<BTreeMap<String, String>>,
-    vcpu: Option<u32>,
-    memory_mb: Option<u64>,
-    disk_gb: Option<u64>,
-    disk_mb: Option<u64>,
-}
-
+/// Create a sandbox and start it. Replies with the sandbox and its first agent token.
+#[utoipa::path(post, path = "/v1/sandboxes", tag = "sandboxes",
+    request_body = CreateSandboxRequest,
+    responses(
+        (status = 201, description = "Created and running", body = SandboxObject),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "Unknown template", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])))]
 async fn create(
     _: ApiKey,
     State(state): State<Arc<AppState>>,
-    JsonBody(body): JsonBody<CreateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    JsonBody(body): JsonBody<CreateSandboxRequest>,
+) -> Result<(StatusCode, Json<SandboxObject>), ApiError> {
     let template = match (&body.template_id, &body.template_name) {
-        (Some(Value::String(s)), _) => s.clone(),
-        (Some(Value::Number(n)), _) => n.to_string(),
-        (Some(other), _) => {
-            return Err(ApiError::invalid(format!(
-                "template_id must be a string, got {other}"
-            )))
-        }
+        (Some(id), _) => id.as_key(),
         (None, Some(name)) => name.clone(),
         (None, None) => {
             return Err(ApiError::invalid(
@@ -81,11 +70,25 @@ async fn create(
     ))
 }
 
+/// List sandboxes, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/sandboxes", tag = "sandboxes",
+    params(
+        ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (default 100)"),
+        ("status" = Option<String>, Query, description = "running, paused, stopped or creating"),
+        ("region" = Option<String>, Query, description = "Only `local` exists"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, body = SandboxList),
+        (status = 400, description = "Invalid limit, status or cursor", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])))]
 async fn list(
     _: ApiKey,
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SandboxList>, ApiError> {
     let limit = match q.get("limit") {
         None => 100,
         Some(l) => l
@@ -109,40 +112,49 @@ async fn list(
             .manager
             .list(status, q.get("cursor").map(String::as_str), limit)?
     };
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|r| render::sandbox(r, &state.config.public_url))
-        .collect();
-    Ok(Json(json!({
-        "object": "list",
-        "data": data,
-        "has_more": next.is_some(),
-        "next_cursor": next,
-        "request_id": request_id::current(),
-    })))
+    Ok(Json(SandboxList {
+        object: "list".into(),
+        data: rows
+            .iter()
+            .map(|r| render::sandbox(r, &state.config.public_url))
+            .collect(),
+        has_more: next.is_some(),
+        next_cursor: next,
+        request_id: request_id::current(),
+    }))
 }
 
+/// One sandbox.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}", tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses((status = 200, body = SandboxObject), (status = 404, body = ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
 async fn get_one(
     _: ApiKey,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SandboxObject>, ApiError> {
     let id = sandbox_id(&id)?;
     let r = state.manager.get(&id)?;
     Ok(Json(render::sandbox(&r, &state.config.public_url)))
 }
 
+/// Kill a sandbox: its processes, cgroups, network and files are removed.
+#[utoipa::path(delete, path = "/v1/sandboxes/{id}", tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses((status = 200, body = DeletedObject), (status = 404, body = ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
 async fn delete(
     _: ApiKey,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeletedObject>, ApiError> {
     let id = sandbox_id(&id)?;
     state.manager.delete(&id).await?;
-    Ok(Json(json!({
-        "id": id.as_str(),
-        "object": "sandbox",
-        "status": "deleted",
-        "request_id": request_id::current(),
-    })))
+    Ok(Json(DeletedObject {
+        id: id.to_string(),
+        object: "sandbox".into(),
+        status: "deleted".into(),
+        request_id: request_id::current(),
+    }))
 }

@@ -4,51 +4,64 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use hutch_manager::ManagerError;
-use serde_json::{json, Value};
+use hutch_types::wire::{ErrorBody, TemplateList, TemplateObject};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::render;
 use crate::extract::ApiKey;
 use crate::{request_id, ApiError, AppState};
 
-pub(super) fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/templates", get(list))
-        .route("/v1/templates/{name}", get(get_one).delete(delete))
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one, delete))
 }
 
+/// Templates sandboxes can be created from.
+#[utoipa::path(get, path = "/v1/templates", tag = "templates",
+    params(
+        ("category" = Option<String>, Query, description = "Only this category"),
+        ("language" = Option<String>, Query, description = "Only this language"),
+    ),
+    responses((status = 200, body = TemplateList), (status = 401, body = ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
 async fn list(
     _: ApiKey,
     State(s): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
-) -> Json<Value> {
+) -> Json<TemplateList> {
     let matches = |field: &str, value: &str| {
         q.get(field)
             .is_none_or(|want| want.is_empty() || want.eq_ignore_ascii_case(value))
     };
-    let data: Vec<Value> = s
-        .manager
-        .templates()
-        .all()
-        .iter()
-        .filter(|t| matches("category", &t.category) && matches("language", &t.language))
-        .map(render::template)
-        .collect();
-    Json(json!({
-        "object": "list",
-        "data": data,
-        "has_more": false,
-        "request_id": request_id::current(),
-    }))
+    Json(TemplateList {
+        object: "list".into(),
+        data: s
+            .manager
+            .templates()
+            .all()
+            .iter()
+            .filter(|t| matches("category", &t.category) && matches("language", &t.language))
+            .map(render::template)
+            .collect(),
+        has_more: false,
+        request_id: request_id::current(),
+    })
 }
 
+/// One template, by name or id.
+#[utoipa::path(get, path = "/v1/templates/{name}", tag = "templates",
+    params(("name" = String, Path, description = "Template name or id")),
+    responses((status = 200, body = TemplateObject), (status = 404, body = ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
 async fn get_one(
     _: ApiKey,
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TemplateObject>, ApiError> {
     let t = s
         .manager
         .templates()
@@ -57,11 +70,17 @@ async fn get_one(
     Ok(Json(render::template(t)))
 }
 
+/// Delete a template. Built-in templates cannot be deleted (403).
+#[utoipa::path(delete, path = "/v1/templates/{name}", tag = "templates",
+    params(("name" = String, Path, description = "Template name or id")),
+    responses((status = 403, description = "Built in", body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])))]
 async fn delete(
     _: ApiKey,
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TemplateObject>, ApiError> {
     let t = s
         .manager
         .templates()
