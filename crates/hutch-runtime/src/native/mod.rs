@@ -197,7 +197,14 @@ impl NativeBackend {
                 tracing::warn!(pid = rec.pid, "sandbox init not reaped yet");
             }
             if let Some(lease) = rec.lease {
-                net::release(&lease.host_if)?;
+                // Deleting a veth waits for the kernel to quiesce the device (~20 ms). The
+                // sandbox is already gone, so the caller need not wait: the pair is removed in
+                // the background (and would go with the namespace anyway).
+                std::thread::spawn(move || {
+                    if let Err(e) = net::release(&lease.host_if) {
+                        tracing::warn!(error = %e, "cannot delete veth {}", lease.host_if);
+                    }
+                });
             }
         }
         group.remove()?;

@@ -11,10 +11,10 @@ mod proxy;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hutch_types::SandboxStatus;
+use hutch_types::{SandboxId, SandboxStatus};
 use serde_json::json;
 
 use crate::extract::bearer;
@@ -64,7 +64,57 @@ pub(crate) async fn forward(State(state): State<Arc<AppState>>, req: Request) ->
         );
     }
     let socket = state.manager.agent_socket(&record.id);
-    proxy::to_agent(&socket, req).await
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    );
+    match proxy::to_agent(&socket, req).await {
+        Ok(resp) => resp,
+        Err(failure) => explain_failure(&state, &record.id, failure, idempotent),
+    }
+}
+
+/// Turns a failed forward into an answer the SDK handles right. The usual cause is the sandbox
+/// being killed, paused or stopped during the call: that is a 4xx, not a retryable 5xx (the SDK
+/// would re-send the request to a sandbox that is gone). If the sandbox still runs, the agent
+/// itself failed; a 502 is retried by the SDK, which is only safe when the request never reached
+/// the agent or is idempotent — otherwise user code could run twice.
+fn explain_failure(
+    state: &AppState,
+    id: &SandboxId,
+    failure: proxy::Failure,
+    idempotent: bool,
+) -> Response {
+    match state.manager.get(id) {
+        Err(_) => agent_error(
+            StatusCode::GONE,
+            "SANDBOX_NOT_FOUND",
+            &format!("sandbox {id} was deleted during the request"),
+        ),
+        Ok(r) if r.status != SandboxStatus::Running => agent_error(
+            StatusCode::CONFLICT,
+            "SANDBOX_NOT_RUNNING",
+            &format!("sandbox {id} became {} during the request", r.status),
+        ),
+        Ok(_) => match failure {
+            proxy::Failure::Unreachable => agent_error(
+                StatusCode::BAD_GATEWAY,
+                "AGENT_UNAVAILABLE",
+                "the sandbox agent is not reachable",
+            ),
+            proxy::Failure::Dropped if idempotent => agent_error(
+                StatusCode::BAD_GATEWAY,
+                "AGENT_UNAVAILABLE",
+                "the sandbox agent closed the connection",
+            ),
+            proxy::Failure::Dropped => agent_error(
+                StatusCode::CONFLICT,
+                "AGENT_INTERRUPTED",
+                "the sandbox agent closed the connection during the request; it may or may not \
+                 have run — check before retrying",
+            ),
+        },
+    }
 }
 
 /// An error in the agent shape (`error` a string, `code` upper-case).

@@ -23,36 +23,31 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
 ];
 
-pub(super) async fn to_agent(socket: &Path, mut req: Request) -> Response {
+/// Why a request did not get an answer from the agent.
+pub(super) enum Failure {
+    /// The socket could not be reached or the HTTP handshake failed: nothing was sent.
+    Unreachable,
+    /// The request was sent and the connection closed before an answer: it may have run.
+    Dropped,
+}
+
+pub(super) async fn to_agent(socket: &Path, mut req: Request) -> Result<Response, Failure> {
     let upgrade = is_upgrade(&req);
     let client_upgrade = if upgrade {
         req.extensions_mut().remove::<OnUpgrade>()
     } else {
         None
     };
-    let stream = match UnixStream::connect(socket).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(socket = %socket.display(), error = %e, "agent unreachable");
-            return agent_error(
-                StatusCode::BAD_GATEWAY,
-                "AGENT_UNAVAILABLE",
-                "the sandbox agent is not reachable",
-            );
-        }
-    };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(pair) => pair,
-        Err(e) => {
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        tracing::warn!(socket = %socket.display(), error = %e, "agent unreachable");
+        Failure::Unreachable
+    })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
             tracing::warn!(error = %e, "agent handshake failed");
-            return agent_error(
-                StatusCode::BAD_GATEWAY,
-                "AGENT_UNAVAILABLE",
-                "the sandbox agent did not answer",
-            );
-        }
-    };
+            Failure::Unreachable
+        })?;
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
@@ -72,21 +67,20 @@ pub(super) async fn to_agent(socket: &Path, mut req: Request) -> Response {
         .unwrap_or_else(|| "/".into());
     parts.uri = match path.parse() {
         Ok(u) => u,
-        Err(_) => return agent_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "bad path"),
+        Err(_) => {
+            return Ok(agent_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+                "bad path",
+            ))
+        }
     };
     let outgoing = Request::from_parts(parts, body);
 
-    let mut resp = match sender.send_request(outgoing).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "agent request failed");
-            return agent_error(
-                StatusCode::BAD_GATEWAY,
-                "AGENT_UNAVAILABLE",
-                "the sandbox agent closed the connection",
-            );
-        }
-    };
+    let mut resp = sender.send_request(outgoing).await.map_err(|e| {
+        tracing::warn!(error = %e, "agent closed the connection mid-request");
+        Failure::Dropped
+    })?;
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let agent_upgrade = hyper::upgrade::on(&mut resp);
@@ -102,14 +96,14 @@ pub(super) async fn to_agent(socket: &Path, mut req: Request) -> Response {
             });
         }
         let (parts, _) = resp.into_parts();
-        return Response::from_parts(parts, Body::empty());
+        return Ok(Response::from_parts(parts, Body::empty()));
     }
 
     let (mut parts, body) = resp.into_parts();
     for h in HOP_BY_HOP {
         parts.headers.remove(*h);
     }
-    Response::from_parts(parts, Body::new(body))
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 fn is_upgrade(req: &Request) -> bool {

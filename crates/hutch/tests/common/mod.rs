@@ -258,15 +258,25 @@ pub fn assert_no_leaks(t: &Traces) {
         );
     }
     if let Some(host_if) = &t.host_if {
-        let links = std::process::Command::new("ip")
-            .args(["-o", "link"])
-            .output()
-            .unwrap();
-        let links = String::from_utf8_lossy(&links.stdout);
-        assert!(
-            !links.contains(&format!(" {host_if}@")) && !links.contains(&format!(" {host_if}:")),
-            "veth {host_if} left"
-        );
+        // The host end of the veth is deleted in the background after a kill.
+        let start = std::time::Instant::now();
+        loop {
+            let links = std::process::Command::new("ip")
+                .args(["-o", "link"])
+                .output()
+                .unwrap();
+            let links = String::from_utf8_lossy(&links.stdout).into_owned();
+            let present =
+                links.contains(&format!(" {host_if}@")) || links.contains(&format!(" {host_if}:"));
+            if !present {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "veth {host_if} left"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     // No process anywhere on the host is still in the sandbox's cgroups or pid namespace: the
     // cgroup directories are gone (checked above), which the kernel refuses while populated.
