@@ -20,7 +20,7 @@ step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 
 if [ -d tests/compat ]; then
   step "HopX SDK compatibility (hopx-ai from PyPI)"

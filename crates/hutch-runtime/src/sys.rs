@@ -170,7 +170,7 @@ mod tests {
     fn start_time_of_self() {
         let me = std::process::id() as i32;
         assert!(process_start_time(me).is_some());
-        assert_eq!(process_state(me), Some('R'));
+        assert!(process_state(me).is_some());
         assert_eq!(process_start_time(i32::MAX), None);
     }
 }

@@ -2,6 +2,9 @@
 //! values are never masked, bad names and values are refused with the spec's error shape, and
 //! the variables survive an agent crash and a sandbox stop/start.
 
+// Integration tests: a failed unwrap is a failed test, reported with its panic message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,9 @@
 //! code in the sandbox reads, and the reverse; raw bytes survive every path; errors carry the
 //! spec's codes; the watch socket reports changes and frees its inotify instance on close.
 
+// Integration tests: a failed unwrap is a failed test, reported with its panic message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! Background jobs, process list and kill routes, observability and desktop stubs of the agent
 //! (`spec` §7, §8.3–8.7, §11), against real sandboxes.
 
+// Integration tests: a failed unwrap is a failed test, reported with its panic message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

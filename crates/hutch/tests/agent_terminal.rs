@@ -2,6 +2,9 @@
 //! echoes, resizes, exits with a frame, and dies with everything it started when the client
 //! goes away.
 
+// Integration tests: a failed unwrap is a failed test, reported with its panic message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! Lifecycle tests on the native backend: pause, resume, stop, start, kill, recovery, bad input.
 
+// Integration tests: a failed unwrap is a failed test, reported with its panic message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The HopX control plane over real HTTP: a `hutch serve` on loopback, real sandboxes.
 
+// Integration tests: a failed unwrap is a failed test, reported with its panic message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
