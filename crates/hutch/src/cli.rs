@@ -68,6 +68,26 @@ pub struct ServeArgs {
 pub enum BenchCommand {
     /// Sandbox lifecycle: create → run → kill, against bare bwrap and python3 in the same run.
     Lifecycle(LifecycleArgs),
+    /// Code execution through the HTTP API: warm round trips, create → first output (cold and
+    /// pooled), concurrent creates; against bare python3 and bwrap in the same run.
+    Exec(ExecBenchArgs),
+}
+
+/// `hutch bench exec` options.
+#[derive(Debug, Args)]
+pub struct ExecBenchArgs {
+    /// Creates measured per mode (cold, pooled).
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub iterations: usize,
+    /// Warm `1+1` round trips measured.
+    #[arg(long, default_value_t = 500)]
+    pub round_trips: usize,
+    /// Sandboxes created at once in the burst measurement.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// Warm pool size of the pooled server.
+    #[arg(long, default_value_t = 2)]
+    pub pool_size: usize,
 }
 
 /// `hutch bench lifecycle` options.

@@ -56,9 +56,12 @@ pub fn backend(data_dir: &Path) -> Result<Arc<NativeBackend>> {
     ))
 }
 
-/// The manager over the store and backend in `data_dir`.
-pub fn manager(data_dir: &Path, pool_size: usize) -> Result<Arc<Manager>> {
-    let backend = backend(data_dir)?;
+/// The manager over the store in `data_dir` and `backend`.
+pub fn manager(
+    data_dir: &Path,
+    backend: Arc<NativeBackend>,
+    pool_size: usize,
+) -> Result<Arc<Manager>> {
     let store = Store::open(&data_dir.join("hutch.db")).context("cannot open the database")?;
     let mut cfg = ManagerConfig::new(data_dir.to_path_buf());
     cfg.pool_size = pool_size;

@@ -29,7 +29,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let manager = setup::manager(&data_dir, args.pool_size)?;
+        let manager = setup::manager(&data_dir, setup::backend(&data_dir)?, args.pool_size)?;
         let recovered = manager.recover().await.context("cannot reconcile sandboxes")?;
         tracing::info!(?recovered, "sandboxes reconciled");
         manager.refill_pool();

@@ -1,7 +1,6 @@
 //! `hutch bench lifecycle`: create → run → kill through the native backend and the agent, next
 //! to bare `bwrap` and bare `python3` measured in the same run.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -10,11 +9,12 @@ use hutch_runtime::template::ensure_builtin;
 use hutch_runtime::{Backend, NativeBackend, SandboxSpec, TemplateRootfs};
 use hutch_types::{AgentBoot, Resources, SandboxId};
 
+use super::refs::{bwrap_argv, reference, BARE_PYTHON};
+use super::scratch::{tempdir, SpawnerGuard};
 use super::stats::{header, ms, row, Samples};
+use super::WARMUP;
 use crate::cli::LifecycleArgs;
 use crate::setup;
-
-const WARMUP: usize = 5;
 
 pub fn run(args: LifecycleArgs) -> Result<()> {
     setup::require_root()?;
@@ -22,7 +22,7 @@ pub fn run(args: LifecycleArgs) -> Result<()> {
     let dir = match &args.data_dir {
         Some(d) => setup::data_dir(d)?,
         None => {
-            tmp = tempdir()?;
+            tmp = tempdir("lifecycle")?;
             tmp.path.clone()
         }
     };
@@ -92,7 +92,7 @@ pub fn run(args: LifecycleArgs) -> Result<()> {
     }
     let bwrap_python = reference(n, &bwrap_argv(&["python3", "-c", "print(1)"]))?;
     let bwrap_true = reference(n, &bwrap_argv(&["/bin/true"]))?;
-    let bare_python = reference(n, &["/usr/bin/python3", "-c", "print(1)"])?;
+    let bare_python = reference(n, BARE_PYTHON)?;
 
     let table: [(&str, &Samples); 12] = [
         ("cold: create → /bin/true → kill", &cycle_true),
@@ -269,87 +269,4 @@ impl Bench<'_> {
             },
         ))
     }
-}
-
-/// bwrap with every namespace unshared over the host's /usr, the same view hutch gives.
-fn bwrap_argv<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "bwrap",
-        "--unshare-all",
-        "--die-with-parent",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-        "--symlink",
-        "usr/bin",
-        "/bin",
-        "--symlink",
-        "usr/lib",
-        "/lib",
-        "--symlink",
-        "usr/lib64",
-        "/lib64",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        "/tmp",
-    ];
-    v.extend_from_slice(cmd);
-    v
-}
-
-fn reference(n: usize, argv: &[&str]) -> Result<Samples> {
-    let mut s = Samples::default();
-    for i in 0..WARMUP + n {
-        let t = Instant::now();
-        let status = Command::new(argv[0])
-            .args(&argv[1..])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .with_context(|| {
-                format!(
-                    "cannot run {} (install it: apt-get install bubblewrap)",
-                    argv[0]
-                )
-            })?;
-        if !status.success() {
-            bail!("reference {argv:?} failed: {status}");
-        }
-        if i >= WARMUP {
-            s.push(t.elapsed());
-        }
-    }
-    Ok(s)
-}
-
-struct SpawnerGuard(std::sync::Arc<NativeBackend>);
-
-impl Drop for SpawnerGuard {
-    fn drop(&mut self) {
-        if let Ok(ids) = self.0.list() {
-            for id in ids {
-                let _ = self.0.kill(&id);
-            }
-        }
-        let _ = self.0.shutdown_spawner();
-    }
-}
-
-struct TempDir {
-    path: std::path::PathBuf,
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-fn tempdir() -> Result<TempDir> {
-    let path = std::env::temp_dir().join(format!("hutch-bench-{}", std::process::id()));
-    setup::data_dir(&path)?;
-    Ok(TempDir { path })
 }
