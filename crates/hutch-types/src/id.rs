@@ -46,31 +46,14 @@ impl SandboxId {
 
     /// Checks and wraps a sandbox id.
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        const KIND: &str = "sandbox id";
-        if value.is_empty() {
-            return Err(IdError::Empty { kind: KIND });
-        }
-        if value.len() > Self::MAX {
-            return Err(IdError::TooLong {
-                kind: KIND,
-                max: Self::MAX,
-            });
-        }
-        let ok_first = value
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let ok_rest = value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !ok_first || !ok_rest {
-            return Err(IdError::BadChar {
-                kind: KIND,
-                allowed: "lower-case letters, digits and '-'",
-                value: value.to_string(),
-            });
-        }
-        Ok(Self(value.to_string()))
+        check(
+            value,
+            "sandbox id",
+            Self::MAX,
+            &['-'],
+            "lower-case letters, digits and '-'",
+        )
+        .map(Self)
     }
 
     /// A fresh random id of 20 lower-case alphanumerics, the length E2B users are used to.
@@ -82,6 +65,34 @@ impl SandboxId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The rule shared by every identifier: 1..=`max` characters, lower-case letters and digits plus
+/// `extra`, starting with a letter or digit (so no `.`, `..` or `-x` option-like names).
+fn check(
+    value: &str,
+    kind: &'static str,
+    max: usize,
+    extra: &[char],
+    allowed: &'static str,
+) -> Result<String, IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if value.len() > max {
+        return Err(IdError::TooLong { kind, max });
+    }
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok_first = value.chars().next().is_some_and(plain);
+    let ok_rest = value.chars().all(|c| plain(c) || extra.contains(&c));
+    if !ok_first || !ok_rest {
+        return Err(IdError::BadChar {
+            kind,
+            allowed,
+            value: value.to_string(),
+        });
+    }
+    Ok(value.to_string())
 }
 
 /// `len` characters from `[a-z0-9]`, drawn from `random`.
@@ -124,31 +135,14 @@ impl TemplateName {
 
     /// Checks and wraps a template name.
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        const KIND: &str = "template name";
-        if value.is_empty() {
-            return Err(IdError::Empty { kind: KIND });
-        }
-        if value.len() > Self::MAX {
-            return Err(IdError::TooLong {
-                kind: KIND,
-                max: Self::MAX,
-            });
-        }
-        let ok_first = value
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let ok_rest = value.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
-        });
-        if !ok_first || !ok_rest {
-            return Err(IdError::BadChar {
-                kind: KIND,
-                allowed: "lower-case letters, digits, '.', '_' and '-'",
-                value: value.to_string(),
-            });
-        }
-        Ok(Self(value.to_string()))
+        check(
+            value,
+            "template name",
+            Self::MAX,
+            &['-', '_', '.'],
+            "lower-case letters, digits, '.', '_' and '-'",
+        )
+        .map(Self)
     }
 
     /// The name as a string slice.

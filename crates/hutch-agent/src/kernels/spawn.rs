@@ -146,12 +146,7 @@ pub(super) async fn spawn_kernel(
                     return Err(io::Error::last_os_error());
                 }
             }
-            let path = c"/proc/self/oom_score_adj";
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd >= 0 {
-                libc::write(fd, b"500".as_ptr().cast(), 3);
-                libc::close(fd);
-            }
+            crate::process::raise_oom_score();
             Ok(())
         });
     }

@@ -7,4 +7,6 @@ pub mod pty;
 mod run;
 
 pub use jobs::{Job, JobKind, JobRequest, JobStatus, JobTable, KillOutcome};
-pub use run::{command, exit_code, kill_group, run_to_completion, CommandSpec, Output};
+pub use run::{
+    command, exit_code, kill_group, raise_oom_score, run_to_completion, CommandSpec, Output,
+};

@@ -71,16 +71,28 @@ pub fn command(_state: &AgentState, spec: &CommandSpec) -> Result<Command, ApiEr
             if libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
             }
-            let path = c"/proc/self/oom_score_adj";
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd >= 0 {
-                libc::write(fd, b"500".as_ptr().cast(), 3);
-                libc::close(fd);
-            }
+            raise_oom_score();
             Ok(())
         });
     }
     Ok(cmd)
+}
+
+/// Makes the calling process the OOM killer's preferred victim over the agent (whose score stays
+/// 0), so a memory hog in the sandbox never takes the agent down. Async-signal-safe: only
+/// open/write/close on a static path, for use between fork and exec.
+#[allow(unsafe_code)]
+pub fn raise_oom_score() {
+    let path = c"/proc/self/oom_score_adj";
+    // SAFETY: `path` is a NUL-terminated literal; the descriptor is used only here and closed.
+    // Failure is harmless (the score just stays 0).
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, b"500".as_ptr().cast(), 3);
+            libc::close(fd);
+        }
+    }
 }
 
 /// Runs `spec` until it exits or `timeout` passes; on timeout its whole process group is killed.

@@ -162,45 +162,18 @@ impl SandboxCgroup {
     }
 
     fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
-        let deadline = Duration::from_secs(5);
-        let start = Instant::now();
+        let state = if frozen { "frozen" } else { "thawed" };
         if let Some(d) = self.dir(HierarchyKind::Unified) {
             write(d, "cgroup.freeze", if frozen { "1" } else { "0" })?;
             let want = if frozen { "frozen 1" } else { "frozen 0" };
-            loop {
-                if read(d, "cgroup.events")?.lines().any(|l| l.trim() == want) {
-                    return Ok(());
-                }
-                if start.elapsed() > deadline {
-                    return Err(CgroupError::FreezeTimeout {
-                        path: d.to_path_buf(),
-                        state: if frozen { "frozen" } else { "thawed" },
-                        waited_ms: deadline.as_millis() as u64,
-                    });
-                }
-                sleep(Duration::from_micros(200));
-            }
+            return wait_for(d, "cgroup.events", state, |s| {
+                s.lines().any(|l| l.trim() == want)
+            });
         }
         let d = self.control_dir();
-        let (value, want) = if frozen {
-            ("FROZEN", "FROZEN")
-        } else {
-            ("THAWED", "THAWED")
-        };
-        write(d, "freezer.state", value)?;
-        loop {
-            if read(d, "freezer.state")?.trim() == want {
-                return Ok(());
-            }
-            if start.elapsed() > deadline {
-                return Err(CgroupError::FreezeTimeout {
-                    path: d.to_path_buf(),
-                    state: if frozen { "frozen" } else { "thawed" },
-                    waited_ms: deadline.as_millis() as u64,
-                });
-            }
-            sleep(Duration::from_micros(200));
-        }
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        write(d, "freezer.state", want)?;
+        wait_for(d, "freezer.state", state, |s| s.trim() == want)
     }
 
     /// True if the group is frozen.
@@ -331,6 +304,31 @@ impl SandboxCgroup {
             u.cpu_usec = keyed(d, "cpu.stat", "usage_usec").unwrap_or(0);
         }
         Ok(u)
+    }
+}
+
+/// Polls `dir/file` until `done` holds for its content; the kernel needs up to a few ms to
+/// freeze or thaw every task of a group.
+fn wait_for(
+    dir: &Path,
+    file: &str,
+    state: &'static str,
+    done: impl Fn(&str) -> bool,
+) -> Result<(), CgroupError> {
+    let deadline = Duration::from_secs(5);
+    let start = Instant::now();
+    loop {
+        if done(&read(dir, file)?) {
+            return Ok(());
+        }
+        if start.elapsed() > deadline {
+            return Err(CgroupError::FreezeTimeout {
+                path: dir.to_path_buf(),
+                state,
+                waited_ms: deadline.as_millis() as u64,
+            });
+        }
+        sleep(Duration::from_micros(200));
     }
 }
 

@@ -169,33 +169,12 @@ impl Bench<'_> {
     async fn cycle(&self, seq: &mut usize, argv: &[&str]) -> Result<(Duration, Phase)> {
         *seq += 1;
         let id = SandboxId::parse(&format!("bench-{}-{seq}", std::process::id()))?;
-        let spec = SandboxSpec {
-            id: id.clone(),
-            template: self.template.clone(),
-            resources: Resources::default(),
-            internet: self.internet,
-            boot: serde_json::to_value(AgentBoot::default())?,
-        };
+        let spec = self.spec(id.clone(), AgentBoot::default())?;
         let t0 = Instant::now();
         self.backend.create(&spec).context("create failed")?;
         let client = AgentClient::new(self.backend.agent_socket(&id));
         client.health(Duration::from_secs(10)).await?;
-        let t1 = Instant::now();
-        let out = client.run(argv, Duration::from_secs(30)).await?;
-        let t2 = Instant::now();
-        if out.exit_code != 0 {
-            bail!("{argv:?} failed in the sandbox: {}", out.stderr);
-        }
-        self.backend.kill(&id).context("kill failed")?;
-        let t3 = Instant::now();
-        Ok((
-            t3 - t0,
-            Phase {
-                create: t1 - t0,
-                run: t2 - t1,
-                kill: t3 - t2,
-            },
-        ))
+        self.run_and_kill(&id, &client, argv, t0).await
     }
 }
 
@@ -208,6 +187,33 @@ impl Bench<'_> {
             internet: self.internet,
             boot: serde_json::to_value(boot)?,
         })
+    }
+
+    /// The timed tail every cycle shares: the sandbox is ready at the call, so that is the end
+    /// of its create phase; then run `argv`, then kill.
+    async fn run_and_kill(
+        &self,
+        id: &SandboxId,
+        client: &AgentClient,
+        argv: &[&str],
+        t0: Instant,
+    ) -> Result<(Duration, Phase)> {
+        let t1 = Instant::now();
+        let out = client.run(argv, Duration::from_secs(30)).await?;
+        let t2 = Instant::now();
+        if out.exit_code != 0 {
+            bail!("{argv:?} failed in the sandbox: {}", out.stderr);
+        }
+        self.backend.kill(id).context("kill failed")?;
+        let t3 = Instant::now();
+        Ok((
+            t3 - t0,
+            Phase {
+                create: t1 - t0,
+                run: t2 - t1,
+                kill: t3 - t2,
+            },
+        ))
     }
 
     /// A warm sandbox (loopback only, as the server's pool makes them), ready to be adopted.
@@ -252,21 +258,6 @@ impl Bench<'_> {
         if !status.is_success() {
             bail!("boot update failed: {status}");
         }
-        let t1 = Instant::now();
-        let out = client.run(argv, Duration::from_secs(30)).await?;
-        let t2 = Instant::now();
-        if out.exit_code != 0 {
-            bail!("{argv:?} failed in the sandbox: {}", out.stderr);
-        }
-        self.backend.kill(&id).context("kill failed")?;
-        let t3 = Instant::now();
-        Ok((
-            t3 - t0,
-            Phase {
-                create: t1 - t0,
-                run: t2 - t1,
-                kill: t3 - t2,
-            },
-        ))
+        self.run_and_kill(&id, &client, argv, t0).await
     }
 }
