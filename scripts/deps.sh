@@ -12,6 +12,7 @@ PACKAGES=(
   nodejs            # the JavaScript kernel
   golang-go         # Go execution
   bubblewrap        # the reference in `hutch bench`
+  mmdebstrap        # template builds: Debian roots from the apt mirror
 )
 
 missing=()

@@ -3,12 +3,24 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
+
+/// A request body that may be streamed (file uploads).
+pub type StreamBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A request body held in memory, as a [`StreamBody`].
+pub fn full_body(bytes: impl Into<Bytes>) -> StreamBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 /// A failed control-plane call.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +96,26 @@ impl ControlClient {
         })
     }
 
+    /// `host:port` of the server.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The URL path prefix (empty, or `/something` without a trailing slash).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The API key sent as `X-API-Key`, if any.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sets the per-request timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -147,6 +179,52 @@ impl ControlClient {
             headers,
             body,
         })
+    }
+
+    /// Sends a request with a streamed body and returns the response with its body unread, so
+    /// transfers of any size go through without being held in memory. Only connecting is
+    /// bounded by the client's timeout: an upload's response comes after its whole body, which
+    /// may take any time.
+    pub async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: StreamBody,
+        headers: &[(&str, &str)],
+    ) -> Result<hyper::Response<Incoming>, ControlError> {
+        let connect = async {
+            let stream = TcpStream::connect(&self.authority)
+                .await
+                .map_err(|source| ControlError::Connect {
+                    addr: self.authority.clone(),
+                    source,
+                })?;
+            Ok::<_, ControlError>(
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?,
+            )
+        };
+        let (mut sender, conn) = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| ControlError::Timeout(self.timeout))??;
+        // The connection task ends by itself once the response body has been read.
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.prefix))
+            .header(hyper::header::HOST, &self.authority);
+        if let Some(k) = &self.api_key {
+            req = req.header("x-api-key", k);
+        }
+        let mut req = req.body(body)?;
+        for (k, v) in headers {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                req.headers_mut().insert(k, v);
+            }
+        }
+        Ok(sender.send_request(req).await?)
     }
 
     /// Sends JSON (or nothing) and parses the JSON reply.

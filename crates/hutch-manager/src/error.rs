@@ -24,6 +24,16 @@ pub enum ManagerError {
         /// The refused verb.
         verb: Verb,
     },
+    /// No template build by that id (or no build of that template).
+    #[error("template build {0:?} not found")]
+    BuildNotFound(String),
+    /// The request conflicts with what exists (a template name taken, a build running, a
+    /// template still used by sandboxes).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is refused (an invalid upload token).
+    #[error("{0}")]
+    Forbidden(String),
     /// The template is built in and cannot be deleted.
     #[error("template {0:?} is built in and cannot be deleted")]
     Protected(String),

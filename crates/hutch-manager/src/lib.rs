@@ -5,6 +5,7 @@
 //! [`hutch_runtime::Backend`] below and the [`hutch_store::Store`] beside it, and knows nothing of
 //! HTTP: the server translates requests into calls here.
 
+mod builds;
 mod config;
 mod error;
 mod lifecycle;
@@ -12,16 +13,20 @@ mod manager;
 mod pool;
 mod reaper;
 mod recover;
+pub mod spec;
 mod templates;
 mod tokens;
 
+pub use builds::{
+    BuildStarted, BuildSubmission, LogChunk, UploadLink, CACHE_ENV, MAX_UPLOAD_BYTES,
+};
 pub use config::ManagerConfig;
 pub use error::ManagerError;
 pub use lifecycle::CreateRequest;
 pub use manager::Manager;
 pub use pool::WARM_PREFIX;
 pub use recover::Recovered;
-pub use templates::{TemplateInfo, Templates};
+pub use templates::{TemplateInfo, TemplateStatus, Templates};
 pub use tokens::IssuedToken;
 
-pub use hutch_store::SandboxRecord;
+pub use hutch_store::{BuildRecord, SandboxRecord};

@@ -39,11 +39,7 @@ impl Pool {
 impl Manager {
     /// The template root warm sandboxes are made of: the built-in one.
     fn pool_rootfs(&self) -> Option<&TemplateRootfs> {
-        self.templates
-            .all()
-            .iter()
-            .find(|t| t.builtin)
-            .map(|t| &t.rootfs)
+        self.templates.builtins().first().map(|t| &t.rootfs)
     }
 
     /// Takes a warm sandbox made of `rootfs`, if one is ready, and starts a refill.

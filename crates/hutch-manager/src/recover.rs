@@ -82,6 +82,9 @@ impl Manager {
                 out.removed += 1;
             }
         }
+        // After the sandboxes: a build sandbox left by an interrupted build is gone by now, so
+        // its build's staging root can go too.
+        self.recover_templates().await?;
         Ok(out)
     }
 }

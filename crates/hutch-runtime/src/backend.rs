@@ -85,4 +85,10 @@ pub trait Backend: Send + Sync + 'static {
     fn agent_socket(&self, id: &SandboxId) -> PathBuf;
     /// Every sandbox this backend has files for.
     fn list(&self) -> Result<Vec<SandboxId>, RuntimeError>;
+    /// The host directory holding the sandbox's own writable layer (an overlayfs upper dir), for
+    /// template builds, which flatten it into the template root once the sandbox is stopped.
+    /// None where the backend keeps changes elsewhere.
+    fn upper_dir(&self, _id: &SandboxId) -> Option<PathBuf> {
+        None
+    }
 }

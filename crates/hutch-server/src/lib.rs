@@ -16,31 +16,35 @@ mod state;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{Extension, Router};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use state::{AppState, ServerConfig};
 
+/// Every route the server answers itself, with its description; `slot` is where
+/// `/openapi.json` will find the finished document. The one place both [`app`] and
+/// [`openapi_document`] come from.
+fn routes(slot: openapi::DocumentSlot) -> OpenApiRouter<Arc<AppState>> {
+    http::router().routes(routes!(openapi::document).layer(Extension(slot)))
+}
+
 /// The whole HTTP surface.
 pub fn app(state: Arc<AppState>) -> Router {
-    let (router, doc) = http::router().split_for_parts();
-    let doc = Arc::new(openapi::finish(doc));
+    let slot = openapi::DocumentSlot::default();
+    let (router, doc) = routes(slot.clone()).split_for_parts();
+    slot.get_or_init(|| openapi::finish(doc));
     router
-        .route(
-            "/openapi.json",
-            axum::routing::get(move || {
-                let doc = doc.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
         .fallback(gateway::forward)
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 
-/// The OpenAPI document (for `hutch openapi` and tests).
+/// The OpenAPI document of the whole API, control plane and agent (for `hutch openapi` and
+/// tests); `/openapi.json` serves the same.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    openapi::finish(http::router().split_for_parts().1)
+    openapi::finish(routes(openapi::DocumentSlot::default()).into_openapi())
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.

@@ -6,7 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_templates.sql"),
+];
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,9 @@
 
 mod db;
 mod sandboxes;
+mod templates;
 mod tokens;
 
 pub use db::{Store, StoreError};
 pub use sandboxes::{ListFilter, SandboxRecord};
+pub use templates::{BuildRecord, TemplateRecord};

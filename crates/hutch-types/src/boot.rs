@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::Resources;
 
 /// Start-up configuration handed to the agent (through the runtime, which treats it as opaque).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Also the body of the agent's internal `POST /_hutch/boot`, hence the schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentBoot {
     /// The sandbox id, reported by `/info` and used as `vm_id`.
     pub sandbox_id: String,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What a sandbox may use. The HopX sandbox object reports `vcpu`, `memory_mb` and `disk_mb`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resources {
     /// CPU quota in whole CPUs (a CFS quota of `vcpu` × the period).
     pub vcpu: u32,

@@ -257,6 +257,179 @@ pub struct ErrorBody {
     pub request_id: String,
 }
 
+// ---- Template builds: hutch's own (a TOML spec) and HopX's (`spec` §6.11) ----
+
+/// `POST /v1/templates/builds`: build a template from a hutch TOML spec (`templates/README.md`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct TemplateBuildRequest {
+    /// Template name: a slug of lower-case letters, digits, `-`, `_` and `.`, starting with a
+    /// letter.
+    pub name: String,
+    /// The spec, as TOML text.
+    pub spec: String,
+    /// Replace an existing template of this name once the new build succeeds (sandboxes that
+    /// already run keep the root they started from).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The reply to starting a build: 202 on `POST /v1/templates/builds`, 201 on the HopX
+/// `POST /v1/templates/build`. Exactly these keys: the SDK's dataclass rejects any other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TemplateBuildStarted {
+    /// Build id (for the status route).
+    pub build_id: String,
+    /// Template id (a string).
+    pub template_id: String,
+    /// Always `building`.
+    pub status: String,
+    /// Where the build log is served (JSON, `?offset=N`).
+    pub logs_url: String,
+    /// Request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `GET /v1/templates/build/{build_id}/status`. Exactly these keys (the SDK's dataclass rejects
+/// any other, e.g. `estimated_completion`); the optional ones are left out when unknown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TemplateBuildStatus {
+    /// Build id.
+    pub build_id: String,
+    /// Template id.
+    pub template_id: String,
+    /// `building`, `active` (succeeded) or `failed`.
+    pub status: String,
+    /// 0–100.
+    pub progress: u8,
+    /// Start time (RFC 3339, `Z`).
+    pub started_at: String,
+    /// What the build is doing (or failed at): `queued`, `bootstrap`, `packages`, `files`,
+    /// `commands …`, `finalize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    /// End time (RFC 3339, `Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    /// Why it failed, naming the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Wall time of a finished build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_duration_ms: Option<u64>,
+    /// Request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `GET /v1/templates/build/{id}/logs?offset=N`: the log from byte `offset` on (JSON, never SSE:
+/// the SDK cannot read SSE).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TemplateBuildLogs {
+    /// Log text from the requested offset, newline separated.
+    pub logs: String,
+    /// Offset to ask for next.
+    pub offset: u64,
+    /// The build's status.
+    pub status: String,
+    /// True once the build finished and the whole log was sent.
+    pub complete: bool,
+    /// Request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `POST /v1/templates/files/upload-link`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UploadLinkRequest {
+    /// The SDK's hash of the files (sha256 hex); names the upload in later COPY steps.
+    pub files_hash: String,
+    /// Size of the tar.gz to come, bytes.
+    #[serde(default)]
+    pub content_length: u64,
+}
+
+/// The reply to `POST /v1/templates/files/upload-link`. Only these keys (the SDK's dataclass
+/// rejects others).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UploadLinkResponse {
+    /// True if the files are already here (no upload needed).
+    pub present: bool,
+    /// Where to `PUT` the raw tar.gz, without credentials (the URL carries a one-time token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
+    /// When the link stops working (RFC 3339, `Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// The hash asked about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_hash: Option<String>,
+    /// Request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// One step of a HopX template build.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct HopxBuildStep {
+    /// `COPY`, `RUN`, `ENV`, `WORKDIR`, `USER` or `CMD`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// COPY: `["src1,src2", "/dest"]`; RUN: `["command"]`; ENV: `["KEY", "value"]`;
+    /// WORKDIR: `["/dir"]`; USER: `["root"|"user"]`; CMD: `["command"]`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// COPY: the uploaded files' hash.
+    #[serde(default, rename = "filesHash", skip_serializing_if = "Option::is_none")]
+    pub files_hash: Option<String>,
+    /// Rebuild this step even if cached (the bootstrap is the only cached step here).
+    #[serde(default, rename = "skipCache")]
+    pub skip_cache: bool,
+}
+
+/// `POST /v1/templates/build` as the HopX SDK sends it. hutch builds Debian roots, so
+/// `from_image` must name an image it can make from Debian packages.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct HopxBuildRequest {
+    /// Template name.
+    pub name: String,
+    /// Base image: `debian:bookworm` (`debian:12`, `debian`), `python:3.11` (`python:3`,
+    /// `python`) or `node:18` (`node`), optionally `-slim`/`-bookworm`.
+    pub from_image: String,
+    /// Build steps, in order.
+    #[serde(default)]
+    pub steps: Vec<HopxBuildStep>,
+    /// Command started in the background when a sandbox is created.
+    #[serde(default, rename = "startCmd")]
+    pub start_cmd: Option<String>,
+    /// Readiness check of the start command (kept, not enforced).
+    #[serde(default, rename = "readyCmd")]
+    #[schema(value_type = Option<Object>)]
+    pub ready_cmd: Option<serde_json::Value>,
+    /// Default CPUs.
+    #[serde(default)]
+    pub cpu: Option<u32>,
+    /// Default memory, MiB.
+    #[serde(default)]
+    pub memory: Option<u64>,
+    /// Default disk, GiB.
+    #[serde(default, rename = "diskGB")]
+    pub disk_gb: Option<u64>,
+    /// Rebuild the base instead of using the cached one.
+    #[serde(default, rename = "skipCache")]
+    pub skip_cache: bool,
+    /// Replace an existing template of this name.
+    #[serde(default)]
+    pub update: bool,
+    /// Ignored: the agent is part of hutch.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// Refused when set: hutch pulls no images.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub registry_credentials: Option<serde_json::Value>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,6 +225,18 @@ async fn the_result_cache_is_opt_in() {
     assert!((stats["hit_rate"].as_f64().unwrap() - 1.0 / 6.0).abs() < 1e-9);
     assert!(stats["compiled_entries"].as_u64().unwrap() >= 2, "{stats}");
     assert!(stats["timestamp"].is_string());
+    // The metrics snapshot reports the same counters, not placeholders.
+    for path in ["/metrics", "/metrics/snapshot"] {
+        let (status, m) = sb.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{m}");
+        let cache = &m["cache"];
+        assert_eq!(cache["size"], 3, "{path}: {m}");
+        assert_eq!(cache["max_size"], 1000, "{path}: {m}");
+        assert_eq!(cache["hits"], 1, "{path}: {m}");
+        assert_eq!(cache["misses"], 5, "{path}: {m}");
+        let rate = cache["hit_rate"].as_f64().unwrap();
+        assert!((rate - 1.0 / 6.0).abs() < 1e-9, "{path}: {m}");
+    }
 
     let (status, cleared) = sb.post("/cache/clear", json!({})).await;
     assert_eq!(status, StatusCode::OK);
@@ -234,6 +246,10 @@ async fn the_result_cache_is_opt_in() {
     assert_eq!(stats["cache"]["size"], 0);
     assert_eq!(stats["cache"]["total_hits"], 0);
     assert_eq!(stats["compiled_entries"], 0);
+    let (_, m) = sb.get("/metrics").await;
+    assert_eq!(m["cache"]["size"], 0, "{m}");
+    assert_eq!(m["cache"]["hits"], 0, "{m}");
+    assert_eq!(m["cache"]["misses"], 0, "{m}");
     // After a clear the same opted-in call runs again.
     let e = exec(
         &sb,

@@ -186,3 +186,36 @@ async fn a_new_backend_finds_running_sandboxes() {
     again.resume(&sb.id).unwrap();
     sb.kill_and_check();
 }
+
+/// The cgroups a sandbox is in are recorded at start and agree with what the kernel says for its
+/// PID 1; a record without them (written by an older hutch) is still killed without leaks, from
+/// PID 1's own `/proc/PID/cgroup`. Paths must never be recomputed from the caller's own cgroup:
+/// a restarted server or `hutch purge` may sit in another v1 memory group.
+#[tokio::test(flavor = "multi_thread")]
+async fn cgroups_are_found_from_the_sandbox_not_the_caller() {
+    let env = TestEnv::new();
+    let sb = env.sandbox().await;
+    let st = env.state(&sb.id);
+    let recorded: Vec<String> = st["process"]["cgroup_dirs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    assert!(!recorded.is_empty());
+    let proc_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", sb.pid1())).unwrap();
+    for dir in &recorded {
+        let tail = dir.rsplit('/').next().unwrap();
+        assert!(proc_cgroup.contains(tail), "{dir} not in {proc_cgroup}");
+    }
+
+    // An older record without the directories.
+    let path = env.sandbox_dir(&sb.id).join("state.json");
+    let mut st = st;
+    st["process"].as_object_mut().unwrap().remove("cgroup_dirs");
+    std::fs::write(&path, serde_json::to_vec(&st).unwrap()).unwrap();
+    let mut traces = sb.traces();
+    traces.cgroups = recorded.iter().map(std::path::PathBuf::from).collect();
+    env.backend.kill(&sb.id).unwrap();
+    common::assert_no_leaks(&traces);
+}

@@ -605,9 +605,9 @@ async fn pooled_creates_take_their_own_identity() {
         &std::fs::read(s.data_dir().join("sandboxes").join(&id).join("state.json")).unwrap(),
     )
     .unwrap();
-    let cgroup = state["process"]["cgroup"].as_str().unwrap_or("");
+    let cgroup = state["process"]["cgroup_dirs"][0].as_str().unwrap_or("");
     assert!(
-        cgroup.starts_with("warm-"),
+        cgroup.rsplit('/').next().unwrap_or("").starts_with("warm-"),
         "expected a pooled create: {state}"
     );
     assert!(

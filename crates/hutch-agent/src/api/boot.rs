@@ -5,17 +5,32 @@
 
 use axum::extract::State as Extract;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use hutch_types::AgentBoot;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::AgentError;
 use super::{ApiError, State};
 
-pub(super) fn router() -> Router<State> {
-    Router::new().route("/_hutch/boot", post(boot))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new().routes(routes!(boot))
 }
 
+/// Give a warm sandbox its identity (internal).
+///
+/// Called by the control plane when it adopts a sandbox from the warm pool: sets the sandbox id,
+/// template, limits and environment the agent reports and uses. Not part of the HopX API.
+#[utoipa::path(post, path = "/_hutch/boot", tag = "internal", operation_id = "agent_boot",
+    request_body = AgentBoot,
+    responses(
+        (status = 200, body = Object, description = "`success` (true) and `sandbox_id`"),
+        (status = 400, body = AgentError, description = "Not a boot configuration, or invalid \
+            environment variables"),
+        (status = 500, body = AgentError, description = "The update task failed"),
+    ),
+    security(("bearer" = [])))]
 async fn boot(
     Extract(state): Extract<State>,
     body: Result<Json<AgentBoot>, axum::extract::rejection::JsonRejection>,

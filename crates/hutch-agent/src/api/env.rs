@@ -17,18 +17,38 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State as Extract};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::AgentError;
 use super::{ApiError, State};
 use crate::env::EnvError;
 
-pub(super) fn router() -> Router<State> {
-    Router::new()
-        .route("/env", get(get_all).put(put).patch(patch).delete(clear))
-        .route("/env/{name}", delete(delete_one))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new()
+        .routes(routes!(get_all, put, patch, clear))
+        .routes(routes!(delete_one))
 }
+
+/// The body of `PUT` and `PATCH /env`, as documented. Only a description: [`set`] parses the
+/// body itself, more leniently (numbers and booleans are accepted as values, kept as their JSON
+/// text).
+#[allow(dead_code)] // Never built: it exists for its schema.
+#[derive(ToSchema)]
+#[schema(as = EnvUpdate)]
+struct EnvUpdate {
+    /// Name → value. Names match `[A-Za-z_][A-Za-z0-9_]*`; values have no NUL bytes.
+    env_vars: BTreeMap<String, String>,
+    /// Merge into the current set (default for `PATCH`) or replace it (default for `PUT`).
+    merge: Option<bool>,
+}
+
+/// The reply of every `/env` call.
+const ENV_REPLY: &str = "`env_vars` (name → value, the custom variables only, never masked), \
+                         `count`, `timestamp`; changes add `success` (true) and `message`";
 
 impl From<EnvError> for ApiError {
     fn from(e: EnvError) -> Self {
@@ -72,14 +92,52 @@ fn body(vars: &BTreeMap<String, String>, message: Option<&str>) -> Json<Value> {
     Json(v)
 }
 
+/// The sandbox's custom environment variables.
+///
+/// Only the variables set at create time or through `/env`, not the base environment.
+#[utoipa::path(get, path = "/env", tag = "env", operation_id = "get_env",
+    responses((status = 200, body = Object, description = ENV_REPLY)),
+    security(("bearer" = [])))]
 async fn get_all(Extract(state): Extract<State>) -> Json<Value> {
     body(&state.env.snapshot(), None)
 }
 
+/// Replace the custom environment variables.
+///
+/// `"merge": true` merges instead.
+#[utoipa::path(put, path = "/env", tag = "env", operation_id = "replace_env",
+    request_body = EnvUpdate,
+    responses(
+        (status = 200, body = Object, description = ENV_REPLY),
+        (status = 400, body = AgentError, description = "`INVALID_JSON`, `MISSING_PARAMETER` \
+            (no `env_vars`) or `INVALID_REQUEST` (bad name or value)"),
+        (status = 403, body = AgentError, description = "`PERMISSION_DENIED`: the store cannot \
+            be written"),
+        (status = 413, body = AgentError, description = "Body too large, or \
+            `INSUFFICIENT_STORAGE`"),
+        (status = 500, body = AgentError, description = "`INTERNAL_ERROR`: saving failed"),
+    ),
+    security(("bearer" = [])))]
 async fn put(Extract(state): Extract<State>, raw: RawBody) -> Result<Json<Value>, ApiError> {
     set(state, &body_bytes(raw)?, false).await
 }
 
+/// Merge into the custom environment variables.
+///
+/// `"merge": false` replaces instead.
+#[utoipa::path(patch, path = "/env", tag = "env", operation_id = "update_env",
+    request_body = EnvUpdate,
+    responses(
+        (status = 200, body = Object, description = ENV_REPLY),
+        (status = 400, body = AgentError, description = "`INVALID_JSON`, `MISSING_PARAMETER` \
+            (no `env_vars`) or `INVALID_REQUEST` (bad name or value)"),
+        (status = 403, body = AgentError, description = "`PERMISSION_DENIED`: the store cannot \
+            be written"),
+        (status = 413, body = AgentError, description = "Body too large, or \
+            `INSUFFICIENT_STORAGE`"),
+        (status = 500, body = AgentError, description = "`INTERNAL_ERROR`: saving failed"),
+    ),
+    security(("bearer" = [])))]
 async fn patch(Extract(state): Extract<State>, raw: RawBody) -> Result<Json<Value>, ApiError> {
     set(state, &body_bytes(raw)?, true).await
 }
@@ -165,11 +223,34 @@ fn strings(m: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError>
         .collect()
 }
 
+/// Remove every custom environment variable.
+#[utoipa::path(delete, path = "/env", tag = "env", operation_id = "clear_env",
+    responses(
+        (status = 200, body = Object, description = ENV_REPLY),
+        (status = 403, body = AgentError, description = "`PERMISSION_DENIED`: the store cannot \
+            be written"),
+        (status = 413, body = AgentError, description = "`INSUFFICIENT_STORAGE`"),
+        (status = 500, body = AgentError, description = "`INTERNAL_ERROR`: saving failed"),
+    ),
+    security(("bearer" = [])))]
 async fn clear(Extract(state): Extract<State>) -> Result<Json<Value>, ApiError> {
     let new = blocking(move || state.env.clear()).await?;
     Ok(body(&new, Some("Environment variables cleared")))
 }
 
+/// Remove one custom environment variable.
+///
+/// Removing a variable that is not set is not an error.
+#[utoipa::path(delete, path = "/env/{name}", tag = "env", operation_id = "delete_env_var",
+    params(("name" = String, Path, description = "Variable name")),
+    responses(
+        (status = 200, body = Object, description = ENV_REPLY),
+        (status = 403, body = AgentError, description = "`PERMISSION_DENIED`: the store cannot \
+            be written"),
+        (status = 413, body = AgentError, description = "`INSUFFICIENT_STORAGE`"),
+        (status = 500, body = AgentError, description = "`INTERNAL_ERROR`: saving failed"),
+    ),
+    security(("bearer" = [])))]
 async fn delete_one(
     Extract(state): Extract<State>,
     Path(name): Path<String>,

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 /// An agent API error.
 #[derive(Debug)]
@@ -43,6 +44,24 @@ impl ApiError {
     }
 }
 
+/// The body every agent error has, as the OpenAPI document describes it. Only a description:
+/// [`ApiError`] builds the body itself (a test checks the two agree).
+#[allow(dead_code)] // Never built: it exists for its schema.
+#[derive(ToSchema)]
+pub(super) struct AgentError {
+    /// The message (a string: the sync SDK client crashes on an object).
+    error: String,
+    /// The message again, for the async SDK client.
+    message: String,
+    /// Upper-case code, e.g. `FILE_NOT_FOUND`, `INVALID_REQUEST`, `EXECUTION_TIMEOUT`.
+    code: String,
+    /// Structured details (`path`, `process_id`, …); each is also copied to the top level.
+    #[schema(value_type = Object)]
+    details: Value,
+    /// When the error happened (RFC 3339, `Z`).
+    timestamp: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({
@@ -64,4 +83,44 @@ impl IntoResponse for ApiError {
 
 pub(super) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such agent endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    /// The documented error schema names exactly the keys every error body has.
+    #[tokio::test]
+    async fn schema_matches_the_body() {
+        let resp = ApiError::invalid("nope").into_response();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        let schema = serde_json::to_value(AgentError::schema()).unwrap();
+        let mut documented: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        documented.sort_unstable();
+        assert_eq!(keys, documented);
+        let mut required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        required.sort_unstable();
+        assert_eq!(required, documented);
+    }
 }

@@ -25,12 +25,15 @@ use axum::body::Bytes;
 use axum::extract::State as Extract;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::AgentError;
 use super::{ApiError, State};
 use crate::kernels::{EventSink, ExecSpec, KernelError, Language, Outcome, RunStatus};
 
@@ -51,10 +54,10 @@ const MIME_KEYS: &[(&str, &str)] = &[
     ("image/jpeg", "jpeg"),
 ];
 
-pub(super) fn router() -> Router<State> {
-    Router::new()
-        .route("/execute", post(execute))
-        .route("/execute/rich", post(execute))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new()
+        .routes(routes!(execute))
+        .routes(routes!(execute_rich))
         .merge(stream::router())
         .merge(callback::router())
         .merge(contexts::router())
@@ -62,20 +65,27 @@ pub(super) fn router() -> Router<State> {
 
 /// The body of `/execute`, `/execute/async` and the stream's first message. Unknown fields are
 /// ignored (the stream's `type`, for one).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = ExecuteRequest)]
 pub(super) struct ExecuteBody {
+    /// The code to run (required).
     #[serde(default)]
+    #[schema(required = true, value_type = String)]
     code: Option<String>,
+    /// `python` (default), `javascript` (`js`, `node`), `bash` (`sh`, `shell`) or `go`.
     #[serde(default)]
     language: Option<String>,
-    /// The SDK sends `workdir`; the HopX docs say `working_dir`.
+    /// Working directory. The SDK sends `workdir`; the HopX docs say `working_dir` (accepted).
     #[serde(default, alias = "working_dir")]
     workdir: Option<String>,
-    /// Seconds; fractions allowed.
+    /// Seconds; fractions allowed. Default 120 (`/execute`), 60 (stream), 1800 (async); at most
+    /// a day.
     #[serde(default)]
     timeout: Option<f64>,
+    /// Extra environment variables for this run (also accepted as `env_vars`).
     #[serde(default, alias = "env_vars")]
     env: Option<BTreeMap<String, String>>,
+    /// The interpreter context to run in (`/contexts`); default the language's own.
     #[serde(default)]
     context_id: Option<String>,
     /// Opt into the result cache.
@@ -85,13 +95,25 @@ pub(super) struct ExecuteBody {
     /// fresh run).
     #[serde(default)]
     cache_key: Option<String>,
+    /// `/execute/async` only (required there): where the result is POSTed; plain `http://`.
     #[serde(default)]
     callback_url: Option<String>,
+    /// `/execute/async` only: headers sent with the callback.
     #[serde(default)]
     callback_headers: Option<BTreeMap<String, String>>,
+    /// `/execute/async` only: signs the callback body (`X-HOPX-Signature: sha256=<hex HMAC>`).
     #[serde(default)]
     callback_signature_secret: Option<String>,
 }
+
+/// What `/execute` answers with (200, and inside `details` of a 408).
+const EXECUTE_RESULT: &str = "`success`, `stdout`, `stderr`, `exit_code`, `execution_time` \
+    (seconds), `language`, `execution_id`, `context_id`, `execution_count`, `result` (text of \
+    the last expression), `outputs` (rich outputs: `type`, `data` by MIME type), `status`, \
+    `timed_out`, `kernel_restarted`, `cache_hit`, `timestamp`; when set: `truncated`, `error`, \
+    `exception` {`name`, `value`, `traceback`}, `message`, and the last rich output per kind \
+    as `png`, `html`, `json`, `dataframe`, `svg`, `markdown`, `latex`, `jpeg`. A program that \
+    fails is still 200, with `success: false`";
 
 impl ExecuteBody {
     /// Parses a request body; any JSON content type (or none) is accepted.
@@ -137,6 +159,20 @@ impl ExecuteBody {
     }
 }
 
+/// Run code and wait for the result.
+#[utoipa::path(post, path = "/execute", tag = "execute", operation_id = "execute",
+    request_body = ExecuteBody,
+    responses(
+        (status = 200, body = Object, description = EXECUTE_RESULT),
+        (status = 400, body = AgentError, description = "Invalid body, unknown language, \
+            missing runtime, bad working directory, or a context of another language"),
+        (status = 404, body = AgentError, description = "`CONTEXT_NOT_FOUND`"),
+        (status = 408, body = AgentError, description = "`EXECUTION_TIMEOUT`; `details` holds \
+            the result so far"),
+        (status = 422, body = AgentError, description = "`KERNEL_UNAVAILABLE`: the interpreter \
+            could not be started"),
+    ),
+    security(("bearer" = [])))]
 async fn execute(Extract(state): Extract<State>, body: Bytes) -> Response {
     let spec = match ExecuteBody::parse(&body).and_then(|b| b.spec(DEFAULT_TIMEOUT)) {
         Ok(spec) => spec,
@@ -146,6 +182,23 @@ async fn execute(Extract(state): Extract<State>, body: Bytes) -> Response {
         Ok(outcome) => respond(&outcome),
         Err(e) => kernel_error(e).into_response(),
     }
+}
+
+/// Run code and wait for the result (alias).
+///
+/// Same as `POST /execute`, which already includes rich outputs.
+#[utoipa::path(post, path = "/execute/rich", tag = "execute", operation_id = "execute_rich",
+    request_body = ExecuteBody,
+    responses(
+        (status = 200, body = Object, description = EXECUTE_RESULT),
+        (status = 400, body = AgentError, description = "As for `POST /execute`"),
+        (status = 404, body = AgentError, description = "`CONTEXT_NOT_FOUND`"),
+        (status = 408, body = AgentError, description = "`EXECUTION_TIMEOUT`"),
+        (status = 422, body = AgentError, description = "`KERNEL_UNAVAILABLE`"),
+    ),
+    security(("bearer" = [])))]
+async fn execute_rich(state: Extract<State>, body: Bytes) -> Response {
+    execute(state, body).await
 }
 
 /// Runs in a task of its own: a client that disconnects cancels the run (the code is

@@ -10,15 +10,17 @@ use axum::body::Bytes;
 use axum::extract::State as Extract;
 use axum::http::{HeaderName, HeaderValue, Request, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::net::TcpStream;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::super::error::AgentError;
 use super::super::{ApiError, State};
 use super::{kernel_error, outcome_body, ExecuteBody};
 use crate::kernels::RunStatus;
@@ -32,10 +34,26 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at delivering the callback (on connection errors and 5xx answers).
 const ATTEMPTS: u32 = 3;
 
-pub(super) fn router() -> Router<State> {
-    Router::new().route("/execute/async", post(start))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new().routes(routes!(start))
 }
 
+/// Run code in the background and POST the result to a callback.
+///
+/// Answers at once with an `execution_id`. When the run ends, the result (the fields of a
+/// `POST /execute` reply, `status` being `completed`, `failed` or `timeout`) is POSTed as JSON to
+/// `callback_url` with the given `callback_headers`, `X-HOPX-Timestamp: <unix seconds>` and,
+/// with a `callback_signature_secret`, `X-HOPX-Signature: sha256=<hex HMAC-SHA256 of the
+/// body>`. Delivery is tried three times. Plain `http://` callbacks only.
+#[utoipa::path(post, path = "/execute/async", tag = "execute", operation_id = "execute_async",
+    request_body = ExecuteBody,
+    responses(
+        (status = 200, body = Object, description = "`execution_id`, `status` (`queued`), \
+            `callback_url`, `message`, `timestamp`"),
+        (status = 400, body = AgentError, description = "Invalid body, unknown language, or a \
+            missing or unusable `callback_url`"),
+    ),
+    security(("bearer" = [])))]
 async fn start(Extract(state): Extract<State>, body: Bytes) -> Response {
     let req = match ExecuteBody::parse(&body) {
         Ok(r) => r,

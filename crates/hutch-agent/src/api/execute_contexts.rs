@@ -12,37 +12,57 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as Extract};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::super::error::AgentError;
 use super::super::{ApiError, State};
 use super::kernel_error;
-use crate::kernels::Language;
+use crate::kernels::{ContextInfo, Language};
 
 /// History entries returned when the request gives no limit.
 const DEFAULT_HISTORY: usize = 100;
 /// Most history entries returned.
 const MAX_HISTORY: usize = 1000;
 
-pub(super) fn router() -> Router<State> {
-    Router::new()
-        .route("/contexts", post(create).get(list))
-        .route("/contexts/{id}", get(one).delete(remove))
-        .route("/contexts/{id}/restart", post(restart))
-        .route("/execute/history", get(history))
-        .route("/execute/stats", get(stats))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(one, remove))
+        .routes(routes!(restart))
+        .routes(routes!(history))
+        .routes(routes!(stats))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /contexts` (optional: no body makes a Python context).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = ContextCreateRequest)]
 struct CreateBody {
+    /// `python` (default) or `javascript`.
     #[serde(default)]
     language: Option<String>,
+    /// The kernel's working directory (also accepted as `working_dir` or `workdir`).
     #[serde(default, alias = "working_dir", alias = "workdir")]
     cwd: Option<String>,
 }
 
+/// Create an interpreter context.
+///
+/// Answers at once; the context's kernel starts in the background.
+#[utoipa::path(post, path = "/contexts", tag = "contexts", operation_id = "create_context",
+    request_body(content = Option<CreateBody>, description = "Optional; no body makes a Python \
+        context"),
+    responses(
+        (status = 200, body = ContextInfo, description = "The new context"),
+        (status = 400, body = AgentError, description = "Invalid body or a language without \
+            contexts (`bash`, `go`)"),
+        (status = 409, body = AgentError, description = "`TOO_MANY_CONTEXTS`"),
+    ),
+    security(("bearer" = [])))]
 async fn create(Extract(state): Extract<State>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
         CreateBody::default()
@@ -58,6 +78,11 @@ async fn create(Extract(state): Extract<State>, body: Bytes) -> Result<Json<Valu
     Ok(Json(json!(info)))
 }
 
+/// List interpreter contexts.
+#[utoipa::path(get, path = "/contexts", tag = "contexts", operation_id = "list_contexts",
+    responses((status = 200, body = Object, description = "`contexts` (context objects as \
+        `GET /contexts/{id}` returns them, oldest first), `count`, `timestamp`")),
+    security(("bearer" = [])))]
 async fn list(Extract(state): Extract<State>) -> Json<Value> {
     let contexts = state.kernels.list_contexts();
     Json(json!({
@@ -67,6 +92,14 @@ async fn list(Extract(state): Extract<State>) -> Json<Value> {
     }))
 }
 
+/// One interpreter context.
+#[utoipa::path(get, path = "/contexts/{id}", tag = "contexts", operation_id = "get_context",
+    params(("id" = String, Path, description = "Context id, e.g. `default-python`")),
+    responses(
+        (status = 200, body = ContextInfo),
+        (status = 404, body = AgentError, description = "`CONTEXT_NOT_FOUND`"),
+    ),
+    security(("bearer" = [])))]
 async fn one(
     Extract(state): Extract<State>,
     Path(id): Path<String>,
@@ -75,6 +108,22 @@ async fn one(
     Ok(Json(json!(info)))
 }
 
+/// Restart a context's kernel.
+///
+/// Kills the kernel (its state is lost) and waits for a fresh one.
+#[utoipa::path(post, path = "/contexts/{id}/restart", tag = "contexts",
+    operation_id = "restart_context",
+    params(("id" = String, Path, description = "Context id")),
+    responses(
+        (status = 200, body = ContextInfo, description = "The context, plus `restarted: true`"),
+        (status = 400, body = AgentError, description = "Bad working directory or missing \
+            runtime"),
+        (status = 404, body = AgentError, description = "`CONTEXT_NOT_FOUND`"),
+        (status = 408, body = AgentError, description = "`EXECUTION_TIMEOUT`: interrupted"),
+        (status = 422, body = AgentError, description = "`KERNEL_UNAVAILABLE`: the new kernel \
+            did not start"),
+    ),
+    security(("bearer" = [])))]
 async fn restart(
     Extract(state): Extract<State>,
     Path(id): Path<String>,
@@ -89,6 +138,17 @@ async fn restart(
     Ok(Json(body))
 }
 
+/// Delete a context.
+///
+/// Kills its kernel and forgets the context.
+#[utoipa::path(delete, path = "/contexts/{id}", tag = "contexts", operation_id = "delete_context",
+    params(("id" = String, Path, description = "Context id")),
+    responses(
+        (status = 200, body = Object, description = "`success` (true), `id`, `message`, \
+            `timestamp`"),
+        (status = 404, body = AgentError, description = "`CONTEXT_NOT_FOUND`"),
+    ),
+    security(("bearer" = [])))]
 async fn remove(
     Extract(state): Extract<State>,
     Path(id): Path<String>,
@@ -102,6 +162,17 @@ async fn remove(
     })))
 }
 
+/// Execution history, newest first.
+#[utoipa::path(get, path = "/execute/history", tag = "execute", operation_id = "execution_history",
+    params(("limit" = Option<usize>, Query, description = "Entries (default 100, at most 1000)")),
+    responses(
+        (status = 200, body = Object, description = "`history` (entries: `execution_id`, \
+            `timestamp`, `language`, `context_id`, `execution_time`, `success`, `exit_code`, \
+            `status`, `cache_hit`, `compile_hit`, `kernel_restarted`, `code_sha256`, \
+            `code_length`, `artifacts`), `count`, `limit`, `timestamp`"),
+        (status = 400, body = AgentError, description = "`limit` is not a number"),
+    ),
+    security(("bearer" = [])))]
 async fn history(
     Extract(state): Extract<State>,
     Query(query): Query<HashMap<String, String>>,
@@ -124,6 +195,14 @@ async fn history(
     })))
 }
 
+/// Execution statistics.
+#[utoipa::path(get, path = "/execute/stats", tag = "execute", operation_id = "execution_stats",
+    responses((status = 200, body = Object, description = "`total_executions`, \
+        `successful_executions`, `failed_executions`, `average_execution_time`, `cache_hits`, \
+        `cache_misses`, `cache_hit_ratio`, `compile_cache_hits`, `cached_compilations`, \
+        `artifacts_count`, `timeouts`, `kernel_restarts`, `by_language`, `history_size`, \
+        `timestamp`")),
+    security(("bearer" = [])))]
 async fn stats(Extract(state): Extract<State>) -> Json<Value> {
     let mut body = json!(state.kernels.stats());
     body["timestamp"] = json!(hutch_types::now_rfc3339());

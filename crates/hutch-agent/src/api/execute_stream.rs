@@ -9,12 +9,12 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State as Extract;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::super::State;
 use super::{kernel_error, ExecuteBody};
@@ -30,10 +30,35 @@ const CHUNK: usize = 128 << 10;
 /// `outputs_omitted` count.
 const MAX_FRAME: usize = 900 << 10;
 
-pub(super) fn router() -> Router<State> {
-    Router::new().route("/execute/stream", get(upgrade))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
+/// Run code with output streamed over a WebSocket.
+///
+/// A WebSocket (`GET` with `Upgrade: websocket`). Protocol, JSON text frames:
+///
+/// * client → agent, once: `{"type": "execute", "code": …, "language"?, "timeout"? (seconds,
+///   default 60), "workdir"?, "env"?, "context_id"?}` — the fields of `POST /execute`; it must
+///   come within 30 s.
+/// * agent → client, as output appears: `{"type": "stdout" | "stderr", "data": "…"}` (at most
+///   128 KiB of text each, in the order the program wrote it) and
+///   `{"type": "display", "output_type", "data": {MIME type: value}}` for rich output.
+/// * then `{"type": "result", "success", "exit_code", "execution_time", "execution_id",
+///   "context_id", "execution_count", "result", "kernel_restarted", "cache_hit", "status",
+///   "outputs_omitted"?}`, an `{"type": "error", "error", "message", "code", "name"?, "value"?,
+///   "traceback"?}` frame if the run failed (`EXECUTION_TIMEOUT`, `KERNEL_DIED`,
+///   `EXECUTION_FAILED`, or a request error such as `INVALID_REQUEST`), and last
+///   `{"type": "complete", "success", "exit_code"?, "execution_time"?}`, then a close.
+///
+/// Every agent frame carries a `timestamp`. Closing the socket interrupts the run.
+#[utoipa::path(get, path = "/execute/stream", tag = "execute", operation_id = "execute_stream",
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol described above"),
+        (status = 400, description = "Not a WebSocket handshake"),
+        (status = 426, description = "The connection cannot be upgraded"),
+    ),
+    security(("bearer" = [])))]
 async fn upgrade(Extract(state): Extract<State>, ws: WebSocketUpgrade) -> Response {
     ws.on_upgrade(move |socket| session(socket, state))
 }

@@ -40,8 +40,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Multipart, Query, State as Extract};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
@@ -49,7 +48,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
+use super::error::AgentError;
 use super::{ApiError, State};
 use crate::fs::paths::{self, display};
 use crate::fs::watch::{Change, Watcher};
@@ -66,25 +69,27 @@ const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// Buffer for streaming uploads to disk and downloads to the socket.
 const IO_CHUNK: usize = 256 * 1024;
 
-pub(super) fn router() -> Router<State> {
-    Router::new()
-        .route("/files/read", get(read))
-        .route("/files/download", get(download))
-        .route(
-            "/files/write",
-            post(write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)),
-        )
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new()
+        .routes(routes!(read))
+        .routes(routes!(download))
+        .routes(routes!(write).layer(DefaultBodyLimit::max(MAX_WRITE_BODY)))
         // Uploads are streamed to disk, so the body may be as large as the disk allows.
-        .route(
-            "/files/upload",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/files/list", get(list))
-        .route("/files/exists", get(exists))
-        .route("/files/remove", delete(remove))
-        .route("/files/mkdir", post(mkdir))
-        .route("/files/watch", get(watch))
+        .routes(routes!(upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(list))
+        .routes(routes!(exists))
+        .routes(routes!(remove))
+        .routes(routes!(mkdir))
+        .routes(routes!(watch))
 }
+
+/// What the error codes of file routes mean (see the module documentation), for the document.
+const PATH_400: &str = "`INVALID_PATH` (bad path, a directory where a file is needed or the \
+                        reverse) or `INVALID_REQUEST`";
+const PATH_403: &str = "`PATH_NOT_ALLOWED` (under `/proc`, `/sys`, `/dev`, or `/` itself) or \
+                        `PERMISSION_DENIED` (read-only layer)";
+const PATH_404: &str = "`FILE_NOT_FOUND` or `DIRECTORY_NOT_FOUND`";
+const PATH_500: &str = "`INTERNAL_ERROR`: an I/O error the agent did not expect";
 
 impl From<FsError> for ApiError {
     fn from(e: FsError) -> Self {
@@ -222,6 +227,26 @@ fn success(path: &Path, size: Option<u64>, message: &str) -> Json<Value> {
     Json(v)
 }
 
+/// Read a file as text (or base64).
+///
+/// At most 64 MiB; use `/files/download` for larger files. A file that is not valid UTF-8 is
+/// decoded lossily and flagged `"lossy": true`; ask for `encoding=base64` for exact bytes.
+#[utoipa::path(get, path = "/files/read", tag = "files", operation_id = "read_file",
+    params(
+        ("path" = String, Query, description = "File path; relative to the working directory"),
+        ("encoding" = Option<String>, Query, description = "`utf-8` (default) or `base64`"),
+    ),
+    responses(
+        (status = 200, body = Object, description = "`content`, `path`, `size` (bytes), \
+            `encoding` (`utf-8` or `base64`), `lossy` (when bytes were replaced)"),
+        (status = 400, body = AgentError, description = PATH_400),
+        (status = 403, body = AgentError, description = PATH_403),
+        (status = 404, body = AgentError, description = PATH_404),
+        (status = 413, body = AgentError, description = "`FILE_TOO_LARGE`: `details.limit`, \
+            `details.alternative` (`/files/download`)"),
+        (status = 500, body = AgentError, description = PATH_500),
+    ),
+    security(("bearer" = [])))]
 async fn read(
     Extract(state): Extract<State>,
     q: Result<Query<PathQuery>, QueryRejection>,
@@ -271,6 +296,20 @@ async fn read(
     Ok(Json(body))
 }
 
+/// Download a file's bytes.
+///
+/// Streamed as `application/octet-stream` with `Content-Disposition: attachment`.
+#[utoipa::path(get, path = "/files/download", tag = "files", operation_id = "download_file",
+    params(("path" = String, Query, description = "File path; relative to the working directory")),
+    responses(
+        (status = 200, content_type = "application/octet-stream", body = FileBytes,
+            description = "The file's bytes"),
+        (status = 400, body = AgentError, description = PATH_400),
+        (status = 403, body = AgentError, description = PATH_403),
+        (status = 404, body = AgentError, description = PATH_404),
+        (status = 500, body = AgentError, description = PATH_500),
+    ),
+    security(("bearer" = [])))]
 async fn download(
     Extract(state): Extract<State>,
     q: Result<Query<PathQuery>, QueryRejection>,
@@ -299,6 +338,12 @@ async fn download(
     resp.body(body).map_err(internal)
 }
 
+/// A file's raw bytes, as `/files/download` sends them (a schema only).
+#[allow(dead_code)] // Never built: it exists for its schema.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+struct FileBytes(Vec<u8>);
+
 /// `attachment; filename="…"` with anything that could break the header replaced, plus the
 /// exact name in RFC 5987 form for non-ASCII names.
 fn content_disposition(name: &str) -> String {
@@ -325,13 +370,24 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /files/write`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = FileWriteRequest)]
 struct WriteRequest {
+    /// File path; relative to the working directory. Parent directories are created.
+    #[schema(required = true, value_type = String)]
     path: Option<String>,
+    /// The content: text, or base64 with `encoding: "base64"`.
+    #[schema(required = true, value_type = String)]
     content: Option<String>,
+    /// Permission mode: an octal string (`"0644"`, `"0o600"`) or a number written in octal
+    /// digits (`644`). Default `0644`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "0644")]
     mode: Option<Value>,
+    /// `utf-8` (default) or `base64`.
     encoding: Option<String>,
+    /// Replace an existing file (default true); false makes an existing file a 409.
     overwrite: Option<bool>,
 }
 
@@ -341,6 +397,25 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// Write a file.
+///
+/// The body may be up to 96 MiB (64 MiB of content, base64-encoded); use `/files/upload` for
+/// larger files.
+#[utoipa::path(post, path = "/files/write", tag = "files", operation_id = "write_file",
+    request_body = WriteRequest,
+    responses(
+        (status = 200, body = Object, description = "`success` (true), `path`, `size` (bytes \
+            written), `message`, `timestamp`"),
+        (status = 400, body = AgentError, description = "`INVALID_JSON`, `MISSING_PARAMETER` \
+            (no `content`), bad base64 or mode, or `INVALID_PATH`"),
+        (status = 403, body = AgentError, description = PATH_403),
+        (status = 409, body = AgentError, description = "`FILE_ALREADY_EXISTS` (with \
+            `overwrite: false`) or `RESOURCE_BUSY`"),
+        (status = 413, body = AgentError, description = "`FILE_TOO_LARGE` (body over the \
+            limit) or `INSUFFICIENT_STORAGE`"),
+        (status = 500, body = AgentError, description = PATH_500),
+    ),
+    security(("bearer" = [])))]
 async fn write(
     Extract(state): Extract<State>,
     raw: Result<Bytes, BytesRejection>,
@@ -384,13 +459,34 @@ async fn write(
     Ok(success(&path, Some(size), "File written successfully"))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /files/mkdir`.
+#[derive(Debug, Deserialize, ToSchema)]
 struct MkdirRequest {
+    /// Directory path; relative to the working directory. Parents are created (`mkdir -p`).
+    #[schema(required = true, value_type = String)]
     path: Option<String>,
+    /// Permission mode as for `/files/write` (default `0755`).
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "0755")]
     mode: Option<Value>,
 }
 
+/// Create a directory and its parents.
+///
+/// An existing directory is not an error (`created: false`).
+#[utoipa::path(post, path = "/files/mkdir", tag = "files", operation_id = "make_directory",
+    request_body = MkdirRequest,
+    responses(
+        (status = 200, body = Object, description = "`success` (true), `path`, `created`, \
+            `message`, `timestamp`"),
+        (status = 400, body = AgentError, description = PATH_400),
+        (status = 403, body = AgentError, description = PATH_403),
+        (status = 409, body = AgentError, description = "`FILE_ALREADY_EXISTS`: a file is in \
+            the way"),
+        (status = 413, body = AgentError, description = "`INSUFFICIENT_STORAGE`"),
+        (status = 500, body = AgentError, description = PATH_500),
+    ),
+    security(("bearer" = [])))]
 async fn mkdir(
     Extract(state): Extract<State>,
     raw: Result<Bytes, BytesRejection>,
@@ -415,6 +511,19 @@ async fn mkdir(
     Ok(body)
 }
 
+/// Remove a file or a directory tree.
+#[utoipa::path(delete, path = "/files/remove", tag = "files", operation_id = "remove_file",
+    params(("path" = String, Query, description = "Path; relative to the working directory")),
+    responses(
+        (status = 200, body = Object, description = "`success` (true), `path`, `message`, \
+            `timestamp`"),
+        (status = 400, body = AgentError, description = PATH_400),
+        (status = 403, body = AgentError, description = PATH_403),
+        (status = 404, body = AgentError, description = PATH_404),
+        (status = 409, body = AgentError, description = "`RESOURCE_BUSY` (a mount point)"),
+        (status = 500, body = AgentError, description = PATH_500),
+    ),
+    security(("bearer" = [])))]
 async fn remove(
     Extract(state): Extract<State>,
     q: Result<Query<PathQuery>, QueryRejection>,
@@ -434,6 +543,16 @@ async fn remove(
     ))
 }
 
+/// Whether a path exists.
+#[utoipa::path(get, path = "/files/exists", tag = "files", operation_id = "file_exists",
+    params(("path" = String, Query, description = "Path; relative to the working directory")),
+    responses(
+        (status = 200, body = Object, description = "`exists`, `path`, and when it exists \
+            `is_directory` and `is_file`"),
+        (status = 400, body = AgentError, description = PATH_400),
+        (status = 500, body = AgentError, description = PATH_500),
+    ),
+    security(("bearer" = [])))]
 async fn exists(
     Extract(state): Extract<State>,
     q: Result<Query<PathQuery>, QueryRejection>,
@@ -450,6 +569,20 @@ async fn exists(
     Ok(Json(body))
 }
 
+/// List a directory.
+#[utoipa::path(get, path = "/files/list", tag = "files", operation_id = "list_files",
+    params(("path" = Option<String>, Query,
+        description = "Directory; default the working directory")),
+    responses(
+        (status = 200, body = Object, description = "`files` (entries: `name`, `path`, `size`, \
+            `is_directory`, `is_file`, `permissions`, `modified_time`, …), `path`, `count`, \
+            `truncated` (more than 20 000 entries)"),
+        (status = 400, body = AgentError, description = PATH_400),
+        (status = 403, body = AgentError, description = PATH_403),
+        (status = 404, body = AgentError, description = PATH_404),
+        (status = 500, body = AgentError, description = PATH_500),
+    ),
+    security(("bearer" = [])))]
 async fn list(
     Extract(state): Extract<State>,
     q: Result<Query<PathQuery>, QueryRejection>,
@@ -547,6 +680,23 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     )
 }
 
+/// The body of `POST /files/upload`, as documented. Only a description: [`upload`] reads the
+/// multipart stream field by field.
+#[allow(dead_code)] // Never built: it exists for its schema.
+#[derive(ToSchema)]
+#[schema(as = FileUpload)]
+struct UploadForm {
+    /// Target path: default the working directory plus the file's name; an existing directory
+    /// or a trailing `/` means "into it". Send it before `file` so the upload is staged next to
+    /// its target.
+    path: Option<String>,
+    /// The file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Permission mode as for `/files/write` (default `0644`).
+    mode: Option<String>,
+}
+
 /// The file part, staged on disk.
 struct Staged {
     staging: Staging,
@@ -556,6 +706,25 @@ struct Staged {
     target: Option<PathBuf>,
 }
 
+/// Upload a file (multipart).
+///
+/// Streamed to a staging file next to the target, then renamed into place, so readers never
+/// see half an upload. No size limit but the disk's.
+#[utoipa::path(post, path = "/files/upload", tag = "files", operation_id = "upload_file",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, body = Object, description = "`success` (true), `path`, `size`, \
+            `message`, `timestamp`"),
+        (status = 400, body = AgentError, description = "Not a multipart body, \
+            `MISSING_PARAMETER` (no `file` field), bad mode, or `INVALID_PATH`"),
+        (status = 403, body = AgentError, description = PATH_403),
+        (status = 404, body = AgentError, description = PATH_404),
+        (status = 409, body = AgentError, description = "`RESOURCE_BUSY`"),
+        (status = 413, body = AgentError, description = "`INSUFFICIENT_STORAGE` or \
+            `FILE_TOO_LARGE`"),
+        (status = 500, body = AgentError, description = PATH_500),
+    ),
+    security(("bearer" = [])))]
 async fn upload(
     Extract(state): Extract<State>,
     mp: Result<Multipart, axum::extract::multipart::MultipartRejection>,
@@ -671,6 +840,27 @@ async fn stage(
     })
 }
 
+/// Watch files for changes over a WebSocket.
+///
+/// A WebSocket (`GET` with `Upgrade: websocket`). Protocol, JSON text frames:
+///
+/// * client → agent: `{"action": "watch", "path": "…", "ack"?: true}` (`type` is accepted for
+///   `action`; `path` defaults to the working directory); more commands add more watches.
+/// * agent → client, per change: `{"type": "change", "path", "event", "is_directory",
+///   "timestamp"}`, plus `old_path` for renames and `"overflow": true` when events were lost;
+///   `event` is `created`, `modified`, `deleted` or `renamed`.
+/// * `{"type": "watching", "path", "timestamp"}` only when the command asked for `ack`.
+/// * errors: `{"type": "error", "error", "message", "code", "path"?, "timestamp"}`; when nothing
+///   is being watched yet the socket is then closed (code 1008).
+///
+/// Client messages are at most 64 KiB.
+#[utoipa::path(get, path = "/files/watch", tag = "files", operation_id = "watch_files",
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol described above"),
+        (status = 400, description = "Not a WebSocket handshake"),
+        (status = 426, description = "The connection cannot be upgraded"),
+    ),
+    security(("bearer" = [])))]
 async fn watch(Extract(state): Extract<State>, ws: WebSocketUpgrade) -> Response {
     let base = base(&state);
     ws.max_message_size(MAX_WS_MESSAGE)

@@ -1,16 +1,27 @@
 //! `GET /health`: what the SDK polls before its first call; must say `"status": "healthy"`.
 
 use axum::extract::State as Extract;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::State;
 
-pub(super) fn router() -> Router<State> {
-    Router::new().route("/health", get(health))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
+/// Health of the sandbox's agent.
+///
+/// What the SDK polls before its first call; answers `"status": "healthy"` as soon as the agent
+/// serves requests.
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "agent_health",
+    responses((status = 200, body = Object,
+        description = "`status` (`healthy`), `agent`, `version`, `vm_id` (the sandbox id), \
+                       `uptime` (e.g. `42s`), `features` (booleans and `languages`), \
+                       `active_streams`")),
+    security(("bearer" = [])))]
 async fn health(Extract(state): Extract<State>) -> Json<Value> {
     Json(json!({
         "status": "healthy",

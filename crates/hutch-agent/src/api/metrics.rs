@@ -11,27 +11,28 @@ use std::fmt::Write as _;
 use axum::extract::State as Extract;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::State;
 use crate::metrics::{request_stats, RequestStats, SystemStats, Usage};
 
-pub(super) fn router() -> Router<State> {
-    Router::new()
-        .route("/info", get(info))
-        .route("/metrics", get(snapshot))
-        .route("/metrics/snapshot", get(snapshot))
-        .route("/metrics/prometheus", get(prometheus))
-        .route("/system", get(system))
-        .route("/ping", get(ping))
-        .route("/jupyter/sessions", get(jupyter_sessions))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new()
+        .routes(routes!(info))
+        .routes(routes!(metrics))
+        .routes(routes!(snapshot))
+        .routes(routes!(prometheus))
+        .routes(routes!(system))
+        .routes(routes!(ping))
+        .routes(routes!(jupyter_sessions))
 }
 
-/// What `/info` advertises, name → `METHOD /path`.
-const ENDPOINTS: &[(&str, &str)] = &[
+/// What `/info` advertises, name → `METHOD /path` (a test checks each is documented).
+pub(super) const ENDPOINTS: &[(&str, &str)] = &[
     ("health", "GET /health"),
     ("info", "GET /info"),
     ("execute", "POST /execute"),
@@ -95,8 +96,16 @@ fn read_trimmed(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// Agent and sandbox information.
+///
 /// `vm_port` is `null`: the agent listens on a unix socket the host forwards to, not on a port
 /// of its own.
+#[utoipa::path(get, path = "/info", tag = "metrics", operation_id = "agent_info",
+    responses((status = 200, body = Object, description = "`agent`, `agent_version`, `version`, \
+        `vm_id`, `sandbox_id`, `template`, `os`, `arch`, `kernel`, `hostname`, `vm_ip`, \
+        `vm_port` (null), `start_time`, `uptime` (seconds), `resources`, `endpoints` (name → \
+        `METHOD /path`), `features`, `timestamp`")),
+    security(("bearer" = [])))]
 async fn info(Extract(state): Extract<State>) -> Json<Value> {
     let uptime = state.started.elapsed();
     let start = Utc::now() - chrono::Duration::from_std(uptime).unwrap_or_default();
@@ -152,6 +161,31 @@ fn active_executions(state: &State, req: &RequestStats) -> u64 {
     req.active_executions + state.jobs.running_count() as u64
 }
 
+/// What the metrics snapshot holds.
+const SNAPSHOT: &str = "`uptime_seconds`, `total_requests`, `total_errors`, `error_count`, \
+    `total_executions`, `active_executions`, `requests_total` / `errors_total` / \
+    `avg_duration_ms` (by route template), `p95_duration_ms`, `system` {`cpu`, `memory`, \
+    `disk`}, `process` {`count`, `running`, `threads`}, `background_jobs` {`total`, \
+    `running`}, `cache` {`size`, `max_size`, `hits`, `misses`, `hit_rate`} (the result cache, \
+    as `/cache/stats`), `timestamp`";
+
+/// Metrics snapshot (the async SDK's path).
+///
+/// Same as `GET /metrics/snapshot`.
+#[utoipa::path(get, path = "/metrics", tag = "metrics", operation_id = "metrics",
+    responses((status = 200, body = Object, description = SNAPSHOT)),
+    security(("bearer" = [])))]
+async fn metrics(state: Extract<State>) -> Json<Value> {
+    snapshot(state).await
+}
+
+/// Metrics snapshot.
+///
+/// Request counts and timings, the sandbox's CPU, memory, disk and processes, background jobs
+/// and the result cache.
+#[utoipa::path(get, path = "/metrics/snapshot", tag = "metrics", operation_id = "metrics_snapshot",
+    responses((status = 200, body = Object, description = SNAPSHOT)),
+    security(("bearer" = [])))]
 async fn snapshot(Extract(state): Extract<State>) -> Json<Value> {
     let req = request_stats();
     let sys = state.metrics.system().await;
@@ -173,6 +207,7 @@ async fn snapshot(Extract(state): Extract<State>) -> Json<Value> {
         .collect();
     let jobs = state.jobs.list();
     let running_jobs = jobs.iter().filter(|j| j.is_running()).count();
+    let cache = state.kernels.cache_stats();
     Json(json!({
         "uptime_seconds": round3(state.started.elapsed().as_secs_f64()),
         "total_requests": req.total,
@@ -191,8 +226,16 @@ async fn snapshot(Extract(state): Extract<State>) -> Json<Value> {
             "threads": sys.processes.threads,
         },
         "background_jobs": {"total": jobs.len(), "running": running_jobs},
-        // Execution caching belongs to the kernels; these are placeholders until it reports.
-        "cache": {"size": 0, "hits": 0, "misses": 0, "hit_rate": 0.0},
+        // The result cache's own counters (the same ones `/cache/stats` reports), so a
+        // dashboard polling only the snapshot sees whether opted-in executions are served
+        // from it.
+        "cache": {
+            "size": cache.size,
+            "max_size": cache.max_size,
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "hit_rate": cache.hit_rate(),
+        },
         "timestamp": hutch_types::now_rfc3339(),
     }))
 }
@@ -208,6 +251,12 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Metrics in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics/prometheus", tag = "metrics",
+    operation_id = "metrics_prometheus",
+    responses((status = 200, content_type = "text/plain; version=0.0.4; charset=utf-8",
+        body = String, description = "`hutch_agent_*` gauges and counters")),
+    security(("bearer" = [])))]
 async fn prometheus(Extract(state): Extract<State>) -> impl IntoResponse {
     let req = request_stats();
     let sys = state.metrics.system().await;
@@ -329,6 +378,13 @@ async fn prometheus(Extract(state): Extract<State>) -> impl IntoResponse {
     )
 }
 
+/// The sandbox's system figures.
+#[utoipa::path(get, path = "/system", tag = "metrics", operation_id = "system",
+    responses((status = 200, body = Object, description = "`cpu` {`usage_percent`, `cores`}, \
+        `memory` and `disk` {`total`, `used`, `free`, `usage_percent`, `total_mb`, `used_mb`, \
+        `free_mb`}, `process`, `hostname`, `os`, `arch`, `kernel`, `load_average`, \
+        `uptime_seconds`, `timestamp`")),
+    security(("bearer" = [])))]
 async fn system(Extract(state): Extract<State>) -> Json<Value> {
     let sys = state.metrics.system().await;
     let load: Vec<f64> = read_trimmed("/proc/loadavg")
@@ -367,11 +423,22 @@ async fn system(Extract(state): Extract<State>) -> Json<Value> {
     Json(body)
 }
 
+/// Ping.
+#[utoipa::path(get, path = "/ping", tag = "health", operation_id = "ping",
+    responses((status = 200, body = Object, description = "`status` (`ok`), `message` (`pong`), \
+        `timestamp`")),
+    security(("bearer" = [])))]
 async fn ping() -> Json<Value> {
     Json(json!({"status": "ok", "message": "pong", "timestamp": hutch_types::now_rfc3339()}))
 }
 
+/// Jupyter sessions (always none).
+///
 /// No Jupyter server runs in a sandbox; an empty list is what the SDK expects then.
+#[utoipa::path(get, path = "/jupyter/sessions", tag = "metrics", operation_id = "jupyter_sessions",
+    responses((status = 200, body = Object, description = "`sessions` (empty), `count` (0), \
+        `timestamp`")),
+    security(("bearer" = [])))]
 async fn jupyter_sessions() -> Json<Value> {
     Json(json!({"sessions": [], "count": 0, "timestamp": hutch_types::now_rfc3339()}))
 }

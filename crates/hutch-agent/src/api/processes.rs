@@ -17,11 +17,14 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::AgentError;
 use super::{ApiError, State};
 use crate::process::lang::{self, Language};
 use crate::process::{procfs, CommandSpec, Job, JobKind, JobRequest, KillOutcome};
@@ -31,51 +34,82 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest timeout accepted; a job meant to run "forever" (a server) gets this.
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
-pub(super) fn router() -> Router<State> {
-    Router::new()
-        .route("/execute/background", post(execute_background))
-        .route("/commands/background", post(commands_background))
-        .route("/execute/processes", get(list_jobs))
-        .route("/execute/processes/{process_id}", get(get_job))
-        .route("/execute/kill", post(kill_by_query).delete(kill_by_query))
-        .route(
-            "/execute/kill/{process_id}",
-            post(kill_by_path).delete(kill_by_path),
-        )
-        .route("/processes", get(system_processes))
-        .route("/processes/{id}/kill", post(kill_any))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new()
+        .routes(routes!(execute_background))
+        .routes(routes!(commands_background))
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(kill_by_query, kill_by_query_delete))
+        .routes(routes!(kill_by_path, kill_by_path_delete))
+        .routes(routes!(system_processes))
+        .routes(routes!(kill_any))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /execute/background`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = BackgroundCodeRequest)]
 struct BackgroundCode {
+    /// The code to run, in a process of its own (never a shared interpreter context).
     code: String,
+    /// `python` (default), `javascript`, `bash` or `go`.
     #[serde(default)]
     language: Option<String>,
+    /// Seconds before the job is killed (default 300, at most 7 days).
     #[serde(default)]
     timeout: Option<f64>,
+    /// Extra environment variables for the job.
     #[serde(default)]
     env: Option<BTreeMap<String, String>>,
+    /// A name to show in the process list.
     #[serde(default)]
     name: Option<String>,
-    /// Not sent by the SDK (its docstring says there is none), accepted anyway.
+    /// Working directory (also `working_dir`). Not sent by the SDK (its docstring says there is
+    /// none), accepted anyway.
     #[serde(default, alias = "working_dir")]
     workdir: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /commands/background`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = BackgroundCommandRequest)]
 struct BackgroundCommand {
+    /// The program, or with no `args` a shell command line (`/bin/sh -c command`).
     command: String,
+    /// Arguments: `command` is then run directly as argv, no shell.
     #[serde(default)]
     args: Option<Vec<String>>,
+    /// Seconds before the job is killed (default 300, at most 7 days).
     #[serde(default)]
     timeout: Option<f64>,
+    /// Working directory (also `working_dir`).
     #[serde(default, alias = "working_dir")]
     workdir: Option<String>,
+    /// Extra environment variables for the job.
     #[serde(default)]
     env: Option<BTreeMap<String, String>>,
+    /// A name to show in the process list.
     #[serde(default)]
     name: Option<String>,
 }
+
+/// The reply to a started job.
+const STARTED: &str = "`process_id`, `execution_id`, `status` (`running`), `start_time`, \
+                       `name`, `message`, `pid`, `language`, `timeout` (seconds), `timestamp`";
+/// A job as the job routes show it.
+const JOB: &str = "`process_id`, `execution_id`, `name`, `type` (`code` or `command`), `status` \
+                   (`running`, `completed`, `failed`, `killed` or `timeout`), `language`, \
+                   `command`, `pid`, `start_time`, `end_time`, `exit_code`, `duration` \
+                   (seconds), `timeout`, `stdout`, `stderr`, `stdout_truncated`, \
+                   `stderr_truncated`, and the aliases `started_at`, `completed_at`, \
+                   `execution_time`";
+/// The reply to a kill.
+const KILLED: &str = "`success` (true), `message`, `process_id`, `execution_id`, `pid`, \
+                      `status`, `exit_code`, `already_finished` (nothing was signalled), \
+                      `timestamp`";
+/// Why a job could not start.
+const START_400: &str = "Invalid body, empty code or command, unknown language, missing \
+                         runtime, bad working directory, or a program that does not exist";
 
 /// A request's timeout in seconds; missing, zero, negative or not a number → the default.
 fn job_timeout(secs: Option<f64>) -> Duration {
@@ -102,6 +136,17 @@ fn started_reply(job: &Job, message: &str) -> Json<Value> {
     }))
 }
 
+/// Run code as a background job.
+#[utoipa::path(post, path = "/execute/background", tag = "processes",
+    operation_id = "execute_background",
+    request_body = BackgroundCode,
+    responses(
+        (status = 200, body = Object, description = STARTED),
+        (status = 400, body = AgentError, description = START_400),
+        (status = 409, body = AgentError, description = "`TOO_MANY_PROCESSES`"),
+        (status = 422, body = AgentError, description = "The job could not be started"),
+    ),
+    security(("bearer" = [])))]
 async fn execute_background(
     Extract(state): Extract<State>,
     body: Result<Json<BackgroundCode>, JsonRejection>,
@@ -132,6 +177,18 @@ async fn execute_background(
     Ok(started_reply(&job, "Background execution started"))
 }
 
+/// Run a command as a background job.
+#[utoipa::path(post, path = "/commands/background", tag = "processes",
+    operation_id = "commands_background",
+    request_body = BackgroundCommand,
+    responses(
+        (status = 200, body = Object, description = STARTED),
+        (status = 400, body = AgentError, description = START_400),
+        (status = 409, body = AgentError, description = "`TOO_MANY_PROCESSES`"),
+        (status = 422, body = AgentError, description = "`COMMAND_FAILED`: the program could \
+            not be started"),
+    ),
+    security(("bearer" = [])))]
 async fn commands_background(
     Extract(state): Extract<State>,
     body: Result<Json<BackgroundCommand>, JsonRejection>,
@@ -173,6 +230,11 @@ async fn commands_background(
     Ok(started_reply(&job, "Background command started"))
 }
 
+/// List background jobs.
+#[utoipa::path(get, path = "/execute/processes", tag = "processes", operation_id = "list_jobs",
+    responses((status = 200, body = Object, description = "`processes` (jobs, oldest first; \
+        see `GET /execute/processes/{process_id}`), `count`, `timestamp`")),
+    security(("bearer" = [])))]
 async fn list_jobs(Extract(state): Extract<State>) -> Json<Value> {
     let processes: Vec<Value> = state.jobs.list().iter().map(|j| j.to_json()).collect();
     Json(json!({
@@ -182,6 +244,15 @@ async fn list_jobs(Extract(state): Extract<State>) -> Json<Value> {
     }))
 }
 
+/// One background job.
+#[utoipa::path(get, path = "/execute/processes/{process_id}", tag = "processes",
+    operation_id = "get_job",
+    params(("process_id" = String, Path, description = "Job id (`proc_…`)")),
+    responses(
+        (status = 200, body = Object, description = JOB),
+        (status = 404, body = AgentError, description = "`PROCESS_NOT_FOUND`"),
+    ),
+    security(("bearer" = [])))]
 async fn get_job(
     Extract(state): Extract<State>,
     Path(process_id): Path<String>,
@@ -202,6 +273,17 @@ fn not_found(id: &str) -> ApiError {
     .with_details(json!({"process_id": id}))
 }
 
+/// Kill a background job.
+///
+/// Kills the job's whole process group. Killing a job that already ended is not an error.
+#[utoipa::path(post, path = "/execute/kill/{process_id}", tag = "processes",
+    operation_id = "kill_job",
+    params(("process_id" = String, Path, description = "Job id (`proc_…`)")),
+    responses(
+        (status = 200, body = Object, description = KILLED),
+        (status = 404, body = AgentError, description = "`PROCESS_NOT_FOUND`"),
+    ),
+    security(("bearer" = [])))]
 async fn kill_by_path(
     Extract(state): Extract<State>,
     Path(process_id): Path<String>,
@@ -209,6 +291,38 @@ async fn kill_by_path(
     kill_job(&state, &process_id).await
 }
 
+/// Kill a background job (`DELETE` form).
+///
+/// Same as `POST /execute/kill/{process_id}`.
+#[utoipa::path(delete, path = "/execute/kill/{process_id}", tag = "processes",
+    operation_id = "kill_job_delete",
+    params(("process_id" = String, Path, description = "Job id (`proc_…`)")),
+    responses(
+        (status = 200, body = Object, description = KILLED),
+        (status = 404, body = AgentError, description = "`PROCESS_NOT_FOUND`"),
+    ),
+    security(("bearer" = [])))]
+async fn kill_by_path_delete(
+    state: Extract<State>,
+    process_id: Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    kill_by_path(state, process_id).await
+}
+
+/// Kill a background job named in the query.
+///
+/// Same as `POST /execute/kill/{process_id}`.
+#[utoipa::path(post, path = "/execute/kill", tag = "processes", operation_id = "kill_job_by_query",
+    params(
+        ("process_id" = Option<String>, Query, description = "Job id (required, or as `id`)"),
+        ("id" = Option<String>, Query, description = "Same as `process_id`"),
+    ),
+    responses(
+        (status = 200, body = Object, description = KILLED),
+        (status = 400, body = AgentError, description = "`MISSING_PARAMETER`"),
+        (status = 404, body = AgentError, description = "`PROCESS_NOT_FOUND`"),
+    ),
+    security(("bearer" = [])))]
 async fn kill_by_query(
     Extract(state): Extract<State>,
     Query(query): Query<HashMap<String, String>>,
@@ -221,6 +335,28 @@ async fn kill_by_query(
         ));
     };
     kill_job(&state, id).await
+}
+
+/// Kill a background job named in the query (`DELETE` form).
+///
+/// Same as `POST /execute/kill`.
+#[utoipa::path(delete, path = "/execute/kill", tag = "processes",
+    operation_id = "kill_job_by_query_delete",
+    params(
+        ("process_id" = Option<String>, Query, description = "Job id (required, or as `id`)"),
+        ("id" = Option<String>, Query, description = "Same as `process_id`"),
+    ),
+    responses(
+        (status = 200, body = Object, description = KILLED),
+        (status = 400, body = AgentError, description = "`MISSING_PARAMETER`"),
+        (status = 404, body = AgentError, description = "`PROCESS_NOT_FOUND`"),
+    ),
+    security(("bearer" = [])))]
+async fn kill_by_query_delete(
+    state: Extract<State>,
+    query: Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    kill_by_query(state, query).await
 }
 
 async fn kill_job(state: &State, process_id: &str) -> Result<Json<Value>, ApiError> {
@@ -260,8 +396,23 @@ fn kill_reply(outcome: KillOutcome) -> Value {
     })
 }
 
-/// `POST /processes/{id}/kill`: a job by `process_id`; else a numeric pid (a job's, killed as
-/// a job, or any other sandbox process, which gets SIGKILL on its own).
+/// Kill a job or any sandbox process.
+///
+/// The async SDK's `kill_process()`: a job by `process_id`, else a numeric pid (a job's, killed
+/// as a job, or any other sandbox process, which gets SIGKILL on its own).
+#[utoipa::path(post, path = "/processes/{id}/kill", tag = "processes",
+    operation_id = "kill_process",
+    params(("id" = String, Path, description = "Job id (`proc_…`) or pid")),
+    responses(
+        (status = 200, body = Object, description = "For a job as `POST \
+            /execute/kill/{process_id}`; for a pid: `success` (true), `message`, `process_id`, \
+            `pid`, `timestamp`"),
+        (status = 400, body = AgentError, description = "The pid is the sandbox's init or the \
+            agent"),
+        (status = 403, body = AgentError, description = "`PERMISSION_DENIED`"),
+        (status = 404, body = AgentError, description = "`PROCESS_NOT_FOUND`"),
+    ),
+    security(("bearer" = [])))]
 async fn kill_any(
     Extract(state): Extract<State>,
     Path(id): Path<String>,
@@ -311,10 +462,18 @@ fn kill_pid(pid: i32) -> Result<Value, ApiError> {
     }
 }
 
-/// `GET /processes`: the sandbox's processes (`ps`-like fields) with background jobs merged
-/// in. A running job's process carries the job's fields (`process_id`, its name and status)
-/// plus `process_name`/`process_state` from `/proc`; finished jobs follow as entries of their
-/// own (with zero CPU and memory) so the async SDK's `list_processes()` still sees them.
+/// List the sandbox's processes.
+///
+/// Every process from `/proc` (`ps`-like fields) with background jobs merged in. A running
+/// job's process carries the job's fields (`process_id`, its name and status) plus
+/// `process_name`/`process_state` from `/proc`; finished jobs follow as entries of their own
+/// (with zero CPU and memory) so the async SDK's `list_processes()` still sees them.
+#[utoipa::path(get, path = "/processes", tag = "processes", operation_id = "list_processes",
+    responses((status = 200, body = Object, description = "`processes` (`pid`, `ppid`, `name`, \
+        `status`, `cpu_percent`, `memory_mb`, `command`, `user`, `threads`, `role`?; a job's \
+        process carries the job's fields plus `process_name` and `process_state`; finished \
+        jobs follow as entries of their own), `count`, `timestamp`")),
+    security(("bearer" = [])))]
 async fn system_processes(Extract(state): Extract<State>) -> Json<Value> {
     let uptime = procfs::uptime_seconds().unwrap_or(0.0);
     let users = procfs::user_names();

@@ -18,12 +18,12 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State as Extract;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::State;
 use crate::process::procfs;
@@ -42,10 +42,30 @@ const DEFAULT_SIZE: (u16, u16) = (80, 24);
 /// which must keep answering pings and noticing a close.
 const MAX_PENDING_INPUT: usize = 1024 * 1024;
 
-pub(super) fn router() -> Router<State> {
-    Router::new().route("/terminal", get(upgrade))
+pub(super) fn router() -> OpenApiRouter<State> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
+/// An interactive shell over a WebSocket.
+///
+/// A WebSocket (`GET` with `Upgrade: websocket`) to `bash -i` on a PTY (80×24 to start), in the
+/// sandbox's working directory and environment. Protocol, JSON text frames:
+///
+/// * client → agent: `{"type": "input", "data": "…"}` (binary frames are raw input too),
+///   `{"type": "resize", "cols": N, "rows": N}`, `{"type": "ping"}`; other messages are ignored.
+/// * agent → client: `{"type": "output", "data": "…"}` with the terminal's bytes as text (ANSI
+///   sequences included), `{"type": "pong"}`, and when the shell ends `{"type": "exit", "code":
+///   N}` then a close. A shell that cannot start gives
+///   `{"type": "error", "error", "code": "TERMINAL_FAILED"}` and an exit with code -1.
+///
+/// Closing the socket kills the shell and every process of its session.
+#[utoipa::path(get, path = "/terminal", tag = "terminal", operation_id = "terminal",
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol described above"),
+        (status = 400, description = "Not a WebSocket handshake"),
+        (status = 426, description = "The connection cannot be upgraded"),
+    ),
+    security(("bearer" = [])))]
 async fn upgrade(Extract(state): Extract<State>, ws: WebSocketUpgrade) -> Response {
     ws.on_upgrade(move |socket| session(socket, state))
 }

@@ -32,7 +32,7 @@ use crate::process::lang::{find_in_path, LangError};
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What `GET /contexts` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ContextInfo {
     /// The context id (`default-python` for the default Python context).
     pub id: String,

@@ -91,8 +91,14 @@ impl Manager {
         let template = self
             .templates
             .find(&req.template)
-            .ok_or_else(|| ManagerError::TemplateNotFound(req.template.clone()))?
-            .clone();
+            .ok_or_else(|| ManagerError::TemplateNotFound(req.template.clone()))?;
+        if !template.is_active() {
+            return Err(ManagerError::Invalid(format!(
+                "template {:?} is {}: sandboxes can be created once a build succeeds",
+                template.name,
+                template.status.as_str()
+            )));
+        }
         let defaults = template.default_resources;
         let resources = Resources {
             vcpu: req.vcpu.unwrap_or(defaults.vcpu),
@@ -123,12 +129,18 @@ impl Manager {
         let _guard = self.lock(&id).await;
         self.store.insert_sandbox(&record)?;
 
+        // The template's environment, then the request's on top.
+        let mut env_vars = template.env.clone();
+        env_vars.extend(record.env_vars.clone());
         let boot = AgentBoot {
             sandbox_id: id.to_string(),
             template: template.name.clone(),
-            env_vars: record.env_vars.clone(),
+            env_vars,
             resources: Some(resources),
-            workdir: "/workspace".into(),
+            workdir: template
+                .workdir
+                .clone()
+                .unwrap_or_else(|| "/workspace".into()),
         };
         let spec = SandboxSpec {
             id: id.clone(),
@@ -156,6 +168,9 @@ impl Manager {
             return Err(e);
         }
         self.store.set_status(&id, SandboxStatus::Running)?;
+        if let Some(cmd) = &template.start_cmd {
+            self.launch_start_cmd(&id, cmd).await;
+        }
         let token = self.issue_token(&id)?;
         let record = self.get(&id)?;
         tracing::info!(sandbox = %id, template = %template.name, "sandbox created");
@@ -195,6 +210,35 @@ impl Manager {
             )));
         }
         Ok(())
+    }
+
+    /// Starts a template's start command as a background job of the new sandbox. A failure is
+    /// logged, not fatal: the sandbox itself works, and the job list shows what ran.
+    async fn launch_start_cmd(&self, id: &SandboxId, cmd: &str) {
+        let client = AgentClient::new(self.backend.agent_socket(id));
+        let body = serde_json::json!({
+            "command": cmd,
+            "name": "start_cmd",
+            // The agent's longest job timeout: a start command is usually a server.
+            "timeout": 7 * 24 * 3600,
+        });
+        match client
+            .request(
+                hutch_client::Method::POST,
+                "/commands/background",
+                Some(body.to_string().into()),
+                self.cfg.ready_timeout,
+            )
+            .await
+        {
+            Ok((status, _)) if status.is_success() => {}
+            Ok((status, text)) => tracing::warn!(
+                sandbox = %id,
+                "start command refused ({status}): {}",
+                String::from_utf8_lossy(&text)
+            ),
+            Err(e) => tracing::warn!(sandbox = %id, error = %e, "cannot start the start command"),
+        }
     }
 
     /// Waits until the sandbox's agent answers `/health`.

@@ -8,4 +8,5 @@ mod start;
 mod stop;
 mod timeout;
 
+pub(crate) use create::validate_env;
 pub use create::CreateRequest;

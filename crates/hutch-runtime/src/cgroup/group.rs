@@ -63,9 +63,31 @@ impl SandboxCgroup {
             .collect()
     }
 
-    /// True if the group directories exist.
+    /// True if every group directory exists.
     pub fn exists(&self) -> bool {
         self.dirs.iter().all(|(_, d)| d.is_dir())
+    }
+
+    /// True if any group directory exists (enough to hold processes that must be killed).
+    pub fn any_exists(&self) -> bool {
+        self.dirs.iter().any(|(_, d)| d.is_dir())
+    }
+
+    /// The directories, to record in the sandbox's state: which groups a sandbox is in must not
+    /// depend on the cgroup of whichever process later drives it (a restarted server or `hutch
+    /// purge` may sit in another v1 memory group than the server that created it).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, d)| d.clone()).collect()
+    }
+
+    pub(super) fn from_parts(
+        dirs: Vec<(HierarchyKind, PathBuf)>,
+        unified_controllers: bool,
+    ) -> Self {
+        Self {
+            dirs,
+            unified_controllers,
+        }
     }
 
     pub(super) fn create(&self, r: &Resources) -> Result<(), CgroupError> {

@@ -124,6 +124,51 @@ impl CgroupManager {
         SandboxCgroup::new(&self.layout, &self.parent, id)
     }
 
+    /// A sandbox's groups from directories recorded earlier; each directory is matched to the
+    /// hierarchy mounted above it.
+    pub fn from_dirs(&self, dirs: &[PathBuf]) -> SandboxCgroup {
+        let parts = dirs
+            .iter()
+            .filter_map(|d| {
+                self.layout
+                    .hierarchies()
+                    .into_iter()
+                    .filter(|h| d.starts_with(&h.mount))
+                    // The deepest mount wins (`/sys/fs/cgroup/unified` over `/sys/fs/cgroup`).
+                    .max_by_key(|h| h.mount.as_os_str().len())
+                    .map(|h| (h.kind, d.clone()))
+            })
+            .collect();
+        SandboxCgroup::from_parts(parts, self.layout.is_unified())
+    }
+
+    /// The groups a live process is in, read from `/proc/PID/cgroup` — the truth for sandboxes
+    /// whose state predates recorded directories.
+    pub fn of_process(&self, pid: i32) -> Option<SandboxCgroup> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let mut dirs = Vec::new();
+        for h in self.layout.hierarchies() {
+            let wanted = match h.kind {
+                HierarchyKind::Memory => Some("memory"),
+                HierarchyKind::Cpu => Some("cpu"),
+                HierarchyKind::Pids => Some("pids"),
+                HierarchyKind::Freezer => Some("freezer"),
+                HierarchyKind::Unified => None,
+            };
+            let path = text.lines().find_map(|l| {
+                let mut it = l.splitn(3, ':');
+                let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+                let hit = match wanted {
+                    None => ctrls.is_empty(),
+                    Some(c) => ctrls.split(',').any(|x| x == c),
+                };
+                hit.then(|| path.to_string())
+            })?;
+            dirs.push(h.mount.join(path.trim_start_matches('/')));
+        }
+        Some(self.from_dirs(&dirs))
+    }
+
     /// Creates the sandbox's cgroups and writes its limits. On failure nothing is left behind.
     pub fn create(&self, id: &str, limits: &Resources) -> Result<SandboxCgroup, CgroupError> {
         let group = self.sandbox(id);

@@ -111,9 +111,17 @@ impl NativeBackend {
         self.cfg.data_dir.join("sandboxes").join(id.as_str())
     }
 
-    /// The cgroups of a sandbox, by the name its state records.
+    /// The cgroups of a sandbox: those its state records; for older records, those its PID 1
+    /// is in; failing both, the ones a sandbox of this id would get from this process.
     fn cgroup(&self, st: &StateFile) -> SandboxCgroup {
-        self.cgroups.sandbox(st.cgroup_name())
+        match &st.process {
+            Some(rec) if !rec.cgroup_dirs.is_empty() => self.cgroups.from_dirs(&rec.cgroup_dirs),
+            Some(rec) if Self::alive(rec) => self
+                .cgroups
+                .of_process(rec.pid)
+                .unwrap_or_else(|| self.cgroups.sandbox(st.spec.id.as_str())),
+            _ => self.cgroups.sandbox(st.spec.id.as_str()),
+        }
     }
 
     fn load(&self, id: &SandboxId) -> Result<StateFile, RuntimeError> {
@@ -155,7 +163,7 @@ impl NativeBackend {
                     pid: report.pid,
                     start_time: report.start_time,
                     lease: report.lease,
-                    cgroup: None,
+                    cgroup_dirs: group.dirs(),
                 });
                 st.save(dir)
             }
@@ -177,7 +185,7 @@ impl NativeBackend {
     ) -> Result<(), RuntimeError> {
         let group = self.cgroup(st);
         if let Some(rec) = &st.process {
-            if group.exists() && group.is_frozen() {
+            if group.any_exists() && group.is_frozen() {
                 group.thaw()?;
             }
             if !grace.is_zero() && Self::alive(rec) {
@@ -189,7 +197,7 @@ impl NativeBackend {
                 let _ = group.wait_empty(grace);
             }
         }
-        if group.exists() {
+        if group.any_exists() {
             group.kill(Duration::from_secs(10))?;
         }
         if let Some(rec) = st.process.take() {
@@ -282,7 +290,7 @@ impl Backend for NativeBackend {
         let group = self.cgroup(&st);
         let old_limits = st.spec.resources;
         group.set_limits(&spec.resources)?;
-        rec.cgroup = Some(st.cgroup_name().to_string());
+        rec.cgroup_dirs = group.dirs();
         let mut new_lease = None;
         let result = (|| {
             if spec.internet && rec.lease.is_none() {
@@ -362,7 +370,7 @@ impl Backend for NativeBackend {
             // No readable state: still make sure no process or cgroup named after it survives.
             Err(_) => {
                 let group = self.cgroups.sandbox(id.as_str());
-                if group.exists() {
+                if group.any_exists() {
                     group.kill(Duration::from_secs(10))?;
                     group.remove()?;
                 }
@@ -388,7 +396,7 @@ impl Backend for NativeBackend {
     fn usage(&self, id: &SandboxId) -> Result<ResourceUsage, RuntimeError> {
         let st = self.load(id)?;
         let group = self.cgroup(&st);
-        if st.process.is_none() || !group.exists() {
+        if st.process.is_none() || !group.any_exists() {
             return Ok(ResourceUsage {
                 memory_limit_bytes: st.spec.resources.memory_mb * 1024 * 1024,
                 ..ResourceUsage::default()
@@ -406,6 +414,10 @@ impl Backend for NativeBackend {
 
     fn agent_socket(&self, id: &SandboxId) -> PathBuf {
         self.dir(id).join(spawn::SOCKET)
+    }
+
+    fn upper_dir(&self, id: &SandboxId) -> Option<PathBuf> {
+        Some(self.dir(id).join("upper"))
     }
 
     fn list(&self) -> Result<Vec<SandboxId>, RuntimeError> {

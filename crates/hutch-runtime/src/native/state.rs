@@ -27,20 +27,12 @@ pub(super) struct ProcessRecord {
     /// With `pid`, identifies the process across pid reuse.
     pub start_time: u64,
     pub lease: Option<NetLease>,
-    /// Name of the sandbox's cgroups. cgroup v2 cannot rename groups, so a sandbox adopted from
-    /// the warm pool keeps the groups named after its placeholder id; None means its own id.
+    /// The sandbox's cgroup directories, recorded at start. They are named after the id the
+    /// processes were started under (cgroup v2 cannot rename, so a sandbox adopted from the warm
+    /// pool keeps its placeholder's groups), and they sit below the *creating* server's own
+    /// memory group, which another process need not share.
     #[serde(default)]
-    pub cgroup: Option<String>,
-}
-
-impl StateFile {
-    /// The name of the sandbox's cgroups while it runs.
-    pub fn cgroup_name(&self) -> &str {
-        self.process
-            .as_ref()
-            .and_then(|p| p.cgroup.as_deref())
-            .unwrap_or(self.spec.id.as_str())
-    }
+    pub cgroup_dirs: Vec<std::path::PathBuf>,
 }
 
 impl StateFile {

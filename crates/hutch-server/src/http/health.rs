@@ -18,10 +18,13 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new().routes(routes!(health))
 }
 
-/// Health of the server — or, with `Authorization: Bearer <sandbox token>`, of that sandbox's
-/// agent (the SDK polls this before its first agent call). No API key needed.
+/// Health of the server, or of a sandbox's agent.
+///
+/// Without a bearer token: the server's health; no API key needed. With
+/// `Authorization: Bearer <sandbox token>`: that sandbox's agent's (the SDK polls this before its
+/// first agent call).
 #[utoipa::path(get, path = "/health", tag = "health",
-    responses((status = 200, body = HealthObject)))]
+    responses((status = 200, description = "The server is healthy", body = HealthObject)))]
 async fn health(State(state): State<Arc<AppState>>, req: Request) -> Response {
     if bearer(req.headers()).is_some() {
         return gateway::forward(State(state), req).await;

@@ -1,5 +1,6 @@
 //! The control plane (`spec` §6), one module per resource, each documenting its routes.
 
+mod builds;
 mod health;
 mod lifecycle;
 pub(crate) mod render;
@@ -21,6 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
         .merge(sandboxes::router())
         .merge(lifecycle::router())
         .merge(templates::router())
+        .merge(builds::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY + 1));
     OpenApiRouter::new().merge(health::router()).merge(v1)
 }

@@ -66,8 +66,8 @@ pub(crate) fn template(t: &TemplateInfo) -> TemplateObject {
         language: Some(t.language.clone()),
         icon: None,
         docs_url: None,
-        status: Some("active".into()),
-        build_id: None,
+        status: Some(t.status.as_str().into()),
+        build_id: t.build_id.clone(),
         organization_id: None,
         default_resources: TemplateResources {
             vcpu: t.default_resources.vcpu,
@@ -77,10 +77,10 @@ pub(crate) fn template(t: &TemplateInfo) -> TemplateObject {
         features: t.features.clone(),
         tags: Vec::new(),
         popularity_score: Some(0),
-        is_active: true,
+        is_active: t.is_active(),
         is_public: Some(t.builtin),
-        created_at: None,
-        updated_at: None,
+        created_at: t.created_at.and_then(ts),
+        updated_at: t.updated_at.and_then(ts),
         request_id: request_id::current(),
     }
 }

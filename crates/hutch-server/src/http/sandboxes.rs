@@ -26,6 +26,7 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
 
 /// Create a sandbox and start it. Replies with the sandbox and its first agent token.
 #[utoipa::path(post, path = "/v1/sandboxes", tag = "sandboxes",
+    operation_id = "create_sandbox",
     request_body = CreateSandboxRequest,
     responses(
         (status = 201, description = "Created and running", body = SandboxObject),
@@ -72,6 +73,7 @@ async fn create(
 
 /// List sandboxes, oldest first, a page at a time.
 #[utoipa::path(get, path = "/v1/sandboxes", tag = "sandboxes",
+    operation_id = "list_sandboxes",
     params(
         ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (default 100)"),
         ("status" = Option<String>, Query, description = "running, paused, stopped or creating"),
@@ -126,6 +128,7 @@ async fn list(
 
 /// One sandbox.
 #[utoipa::path(get, path = "/v1/sandboxes/{id}", tag = "sandboxes",
+    operation_id = "get_sandbox",
     params(("id" = String, Path, description = "Sandbox id")),
     responses((status = 200, body = SandboxObject), (status = 404, body = ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
@@ -141,6 +144,7 @@ async fn get_one(
 
 /// Kill a sandbox: its processes, cgroups, network and files are removed.
 #[utoipa::path(delete, path = "/v1/sandboxes/{id}", tag = "sandboxes",
+    operation_id = "delete_sandbox",
     params(("id" = String, Path, description = "Sandbox id")),
     responses((status = 200, body = DeletedObject), (status = 404, body = ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]

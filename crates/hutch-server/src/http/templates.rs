@@ -1,4 +1,4 @@
-//! `/v1/templates`: list, get (by name or id), delete (`spec` §6.10).
+//! `/v1/templates`: list, get (by name or id), delete (`spec` §6.10). Builds are in `builds.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use hutch_manager::ManagerError;
-use hutch_types::wire::{ErrorBody, TemplateList, TemplateObject};
+use hutch_types::wire::{DeletedObject, ErrorBody, TemplateList, TemplateObject};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -22,6 +22,7 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
 
 /// Templates sandboxes can be created from.
 #[utoipa::path(get, path = "/v1/templates", tag = "templates",
+    operation_id = "list_templates",
     params(
         ("category" = Option<String>, Query, description = "Only this category"),
         ("language" = Option<String>, Query, description = "Only this language"),
@@ -54,6 +55,7 @@ async fn list(
 
 /// One template, by name or id.
 #[utoipa::path(get, path = "/v1/templates/{name}", tag = "templates",
+    operation_id = "get_template",
     params(("name" = String, Path, description = "Template name or id")),
     responses((status = 200, body = TemplateObject), (status = 404, body = ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
@@ -67,25 +69,33 @@ async fn get_one(
         .templates()
         .find(&name)
         .ok_or(ManagerError::TemplateNotFound(name))?;
-    Ok(Json(render::template(t)))
+    Ok(Json(render::template(&t)))
 }
 
-/// Delete a template. Built-in templates cannot be deleted (403).
+/// Delete a built template and its files.
+///
+/// Built-in templates cannot be deleted (403). A template that sandboxes were created from
+/// cannot be deleted while any of them exists (409): no sandbox ever loses the root it runs on.
+/// A running build of it also answers 409.
 #[utoipa::path(delete, path = "/v1/templates/{name}", tag = "templates",
+    operation_id = "delete_template",
     params(("name" = String, Path, description = "Template name or id")),
-    responses((status = 403, description = "Built in", body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "Deleted", body = DeletedObject),
+        (status = 403, description = "Built in", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Sandboxes still use it, or a build of it is running",
+            body = ErrorBody)),
     security(("api_key" = []), ("bearer" = [])))]
 async fn delete(
     _: ApiKey,
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<TemplateObject>, ApiError> {
-    let t = s
-        .manager
-        .templates()
-        .find(&name)
-        .ok_or_else(|| ManagerError::TemplateNotFound(name.clone()))?;
-    // Every template so far ships with hutch; built ones become deletable with template builds.
-    Err(ManagerError::Protected(t.name.clone()).into())
+) -> Result<Json<DeletedObject>, ApiError> {
+    let t = s.manager.delete_template(&name).await?;
+    Ok(Json(DeletedObject {
+        id: t.id,
+        object: "template".into(),
+        status: "deleted".into(),
+        request_id: request_id::current(),
+    }))
 }

@@ -110,8 +110,20 @@ impl TestEnv {
         serde_json::from_slice(&bytes).unwrap()
     }
 
-    /// cgroup directories of a sandbox, in every hierarchy, whether or not they exist.
+    /// cgroup directories of a sandbox, in every hierarchy, whether or not they exist: the ones
+    /// its state records, or for a sandbox that never ran, the ones its id would get.
     pub fn cgroup_dirs(&self, id: &SandboxId) -> Vec<PathBuf> {
+        let recorded: Vec<PathBuf> = std::fs::read(self.sandbox_dir(id).join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|st| st["process"]["cgroup_dirs"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| d.as_str().map(PathBuf::from))
+            .collect();
+        if !recorded.is_empty() {
+            return recorded;
+        }
         let layout = hutch_runtime::cgroup::CgroupLayout::detect().unwrap();
         layout
             .hierarchies()

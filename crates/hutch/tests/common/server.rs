@@ -22,6 +22,8 @@ pub struct TestServer {
     pub client: ControlClient,
     server: Option<Child>,
     spawner: Option<Child>,
+    /// Extra environment of the server process (kept across restarts).
+    envs: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -38,6 +40,11 @@ fn exe() -> &'static str {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables for the server process.
+    pub async fn start_with_env(envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("hutch-srv-")
             .tempdir()
@@ -52,6 +59,10 @@ impl TestServer {
             port,
             server: None,
             spawner: Some(spawner),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.launch().await;
         s
@@ -72,6 +83,7 @@ impl TestServer {
                 "--log",
                 "info,hutch=debug",
             ])
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -13,12 +13,10 @@
 //! layer; the template is never written).
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+use super::{etc, io_err, TemplateError, TemplateRootfs};
 use crate::rootfs::BindMount;
 
 /// Bumped whenever the generated root changes, so running sandboxes keep the layer they were
@@ -70,39 +68,6 @@ const ETC_ALLOWLIST: &[&str] = &[
     "wgetrc",
     "xdg",
 ];
-
-/// A template's root filesystem as the runtime mounts it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TemplateRootfs {
-    /// Read-only layers, uppermost first.
-    pub layers: Vec<PathBuf>,
-    /// Host directories bound read-only into the sandbox.
-    pub binds: Vec<BindMount>,
-}
-
-/// Why the built-in template could not be prepared.
-#[derive(Debug, thiserror::Error)]
-pub enum TemplateError {
-    /// A filesystem step failed.
-    #[error("{op} {path:?} failed while preparing the built-in template")]
-    Io {
-        /// The step.
-        op: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> TemplateError + 'a {
-    move |source| TemplateError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// Prepares (once) and returns the built-in template under `dir`.
 pub fn ensure_builtin(dir: &Path, uid_base: u32) -> Result<TemplateRootfs, TemplateError> {
@@ -226,60 +191,30 @@ fn populate(root: &Path, uid_base: u32) -> Result<(), TemplateError> {
             }
         }
     }
-    let generated: [(&str, String, u32); 6] = [
+    let generated: [(&str, &str); 3] = [
         (
             "passwd",
             "root:x:0:0:root:/root:/bin/bash\n\
              user:x:1000:1000:user:/home/user:/bin/bash\n\
-             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-                .into(),
-            0o644,
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
         ),
         (
             "group",
-            "root:x:0:\ntty:x:5:\nusers:x:100:user\nuser:x:1000:\nnogroup:x:65534:\n".into(),
-            0o644,
+            "root:x:0:\ntty:x:5:\nusers:x:100:user\nuser:x:1000:\nnogroup:x:65534:\n",
         ),
-        ("hostname", "sandbox\n".into(), 0o644),
-        (
-            "hosts",
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tsandbox\n"
-                .into(),
-            0o644,
-        ),
-        ("resolv.conf", resolv_conf(), 0o644),
         (
             "nsswitch.conf",
             "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n\
-             protocols: files\nservices: files\nethers: files\nrpc: files\n"
-                .into(),
-            0o644,
+             protocols: files\nservices: files\nethers: files\nrpc: files\n",
         ),
     ];
-    for (name, content, mode) in generated {
+    for (name, content) in generated {
         let p = etc.join(name);
         fs::write(&p, content).map_err(io_err("write", &p))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &p))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).map_err(io_err("chmod", &p))?;
         lchown(&p, Some(uid_base), Some(uid_base)).map_err(io_err("chown", &p))?;
     }
-    Ok(())
-}
-
-/// The host's resolvers, unless they are loopback stubs the sandbox cannot reach; then the
-/// upstream list systemd-resolved keeps.
-fn resolv_conf() -> String {
-    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let only_loopback = host
-        .lines()
-        .filter_map(|l| l.strip_prefix("nameserver"))
-        .all(|ns| {
-            let ns = ns.trim();
-            ns.starts_with("127.") || ns == "::1"
-        });
-    if !only_loopback {
-        return host;
-    }
-    fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or(host)
+    etc::write_network_files(&etc, uid_base)
 }
 
 /// Copies files, directories and symlinks (not following them), shifting ownership by
