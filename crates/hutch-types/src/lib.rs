@@ -7,6 +7,7 @@
 mod boot;
 mod id;
 mod resources;
+pub mod sessions;
 mod status;
 mod time;
 pub mod wire;
