@@ -15,9 +15,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 
 use crate::kernels::RichOutput;
 use crate::process::lang::random_hex;
@@ -45,27 +43,8 @@ const MAX_SCAN_DEPTH: usize = 12;
 /// Most records kept; the oldest are forgotten (not deleted) beyond it.
 const MAX_RECORDS: usize = 10_000;
 
-/// One recorded file.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Artifact {
-    /// `art_<hex>`.
-    pub id: String,
-    /// The file name.
-    pub name: String,
-    /// Absolute path inside the sandbox.
-    pub path: String,
-    /// MIME type, guessed from the extension.
-    #[serde(rename = "type")]
-    pub mime: String,
-    /// `plots`, `images`, `videos`, `data`, `code`, `logs` or `other`.
-    pub category: String,
-    /// Size in bytes when recorded.
-    pub size: u64,
-    /// The execution that produced it.
-    pub execution_id: String,
-    /// RFC 3339.
-    pub created_at: String,
-}
+/// One recorded file: the wire type itself, so the agent and the control plane cannot disagree.
+pub use hutch_types::sessions::ArtifactObject as Artifact;
 
 /// Why an artifact operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -343,22 +343,7 @@ impl Manager {
         limit: usize,
     ) -> Result<Vec<SessionHistoryEntry>, ManagerError> {
         self.session(sid)?;
-        Ok(self
-            .store
-            .session_history(sid, limit.clamp(1, 10_000))?
-            .into_iter()
-            .map(|e| SessionHistoryEntry {
-                execution_id: e.execution_id,
-                timestamp: e.timestamp,
-                code: e.code,
-                code_digest: e.code_digest,
-                execution_time: e.execution_time,
-                success: e.success,
-                cache_hit: e.cache_hit,
-                error_type: e.error_type,
-                artifacts: e.artifacts,
-            })
-            .collect())
+        Ok(self.store.session_history(sid, limit.clamp(1, 10_000))?)
     }
 
     /// Totals over the session's history, and its sandbox's compilation cache.

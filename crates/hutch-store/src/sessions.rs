@@ -32,28 +32,8 @@ pub struct SessionRecord {
     pub variables: String,
 }
 
-/// One execution of a session.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionExecution {
-    /// The agent's execution id.
-    pub execution_id: String,
-    /// RFC 3339.
-    pub timestamp: String,
-    /// The code.
-    pub code: String,
-    /// Hex SHA-256 of the code.
-    pub code_digest: String,
-    /// Seconds.
-    pub execution_time: f64,
-    /// Ran without error.
-    pub success: bool,
-    /// Served from the result cache.
-    pub cache_hit: bool,
-    /// The exception's class, `TimeoutError` for a timeout.
-    pub error_type: Option<String>,
-    /// Artifacts it produced.
-    pub artifacts: i64,
-}
+/// One execution of a session: the wire type, stored as it is served.
+pub use hutch_types::sessions::SessionHistoryEntry as SessionExecution;
 
 /// An artifact a session's execution produced: its JSON record as the agent gave it.
 #[derive(Debug, Clone, PartialEq)]
