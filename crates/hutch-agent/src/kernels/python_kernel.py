@@ -829,6 +829,7 @@ def _report(exc):
 
 _SESSION_VERSION = 1
 _SESSION_MAX_VALUE = 64 << 20
+_SESSION_MAX_TOTAL = 256 << 20  # the state travels to the control plane after every cell
 _session_loaded = None  # the state file restored into (or started fresh in) this kernel
 _session_replay = []  # [[names, source]] of definitions, oldest first
 
@@ -899,7 +900,7 @@ def _session_persist(path, source):
         _session_replay.append([names, src])
     defined = {n for names, _ in _session_replay for n in names}
     code_like = (types.ModuleType, types.FunctionType, type)
-    values, saved, dropped = {}, [], []
+    values, saved, dropped, total = {}, [], [], 0
     for name, value in list(_ns.items()):
         if name.startswith("_"):
             continue
@@ -911,9 +912,10 @@ def _session_persist(path, source):
         except BaseException as e:
             dropped.append({"name": name, "reason": f"not picklable: {type(e).__name__}: {e}"})
             continue
-        if len(blob) > _SESSION_MAX_VALUE:
+        if len(blob) > _SESSION_MAX_VALUE or total + len(blob) > _SESSION_MAX_TOTAL:
             dropped.append({"name": name, "reason": f"too large to save ({len(blob)} bytes pickled)"})
             continue
+        total += len(blob)
         values[name] = blob
         saved.append(name)
     # Names a definition bound that no longer exist (`del f`) are not replayed again.
