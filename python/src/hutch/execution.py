@@ -124,9 +124,9 @@ class Execution:
         outputs: Rich outputs (``{"type": mime, "data": {mime: value}}``), e.g. PNG figures.
         execution_time: Seconds the code ran, measured in the sandbox.
         execution_id, language, exit_code, cache_hit: As reported by the server.
-        session_id, restored, persisted: For session executions: the session, which names were
-            restored into a fresh interpreter (and which were dropped, with reasons), and which
-            were saved after the run.
+        session_id, sandbox_id, restored, persisted: For session executions: the session, the
+            sandbox it ran in, which names were restored into a fresh interpreter (and which were
+            dropped, with reasons), and which were saved after the run.
         timeout: The timeout the run had, in seconds.
         raw: The server's whole reply.
     """
@@ -150,6 +150,7 @@ class Execution:
         self.outputs: List[Dict[str, Any]] = list(body.get("outputs") or [])
         self.cache_hit: bool = bool(body.get("cache_hit", False))
         self.session_id: Optional[str] = body.get("session_id")
+        self.sandbox_id: Optional[str] = body.get("sandbox_id")
         self.restored: Optional[Dict[str, Any]] = body.get("restored")
         self.persisted: Optional[Dict[str, Any]] = body.get("persisted")
         self.timeout: Optional[float] = body.get("timeout", timeout)
