@@ -27,5 +27,7 @@ if [ -d tests/compat ]; then
   ./tests/compat/run.sh
 fi
 
+step "Python SDK (python/)"; ./python/tests/run.sh
+
 step "leak check"
 ./scripts/leak-check.sh

@@ -31,11 +31,14 @@ async def test_plot_and_data_file_via_the_agent(hutch_server, tmp_path: Path) ->
         assert csv.category == "data" and csv.path == "/workspace/table.csv"
         # listed later, fetched lazily (sync and async)
         listed = sb.list_artifacts()
-        assert {a.id for a in listed} == {png.id, csv.id}
+        assert {a.id for a in listed} >= {png.id, csv.id}
         assert listed[0].read()[:8] in (b"\x89PNG\r\n\x1a\n", b"a,b\n1,2\n")
         assert (await png.aread()).startswith(b"\x89PNG")
         assert csv.save(tmp_path).read_bytes() == b"a,b\n1,2\n"
         assert png.to_dict()["id"] == png.id
+        # a figure left open at the end of a run is captured too
+        left_open = await sb.run("import matplotlib.pyplot as plt\nplt.figure()\nplt.plot([1, 2])")
+        assert [a.type for a in left_open.artifacts] == ["image/png"]
         # a run that makes nothing lists nothing new
         quiet = await sb.run("print('no files')")
         assert quiet.artifacts == []

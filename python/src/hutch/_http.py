@@ -196,17 +196,22 @@ def _parse_error(
         return str(body), None, None, {}
     err = body.get("error")
     if isinstance(err, dict):
+        details = err.get("details")
         return (
             str(err.get("message") or response.reason_phrase),
-            err.get("code") or body.get("code"),
-            err.get("request_id") or body.get("request_id"),
-            err.get("details") if isinstance(err.get("details"), dict) else {},
+            _opt_str(err.get("code") or body.get("code")),
+            _opt_str(err.get("request_id") or body.get("request_id")),
+            details if isinstance(details, dict) else {},
         )
     message = err if isinstance(err, str) else body.get("message")
     details = body.get("details")
     return (
         str(message or response.reason_phrase),
-        body.get("code"),
-        body.get("request_id"),
+        _opt_str(body.get("code")),
+        _opt_str(body.get("request_id")),
         details if isinstance(details, dict) else {},
     )
+
+
+def _opt_str(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
