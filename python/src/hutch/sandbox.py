@@ -34,7 +34,7 @@ from .command import Command
 from .errors import SandboxAPIError, SandboxConnectionError, SandboxError
 from .execution import Artifact, Execution
 from .metrics import Metrics
-from .server import connect
+from .server import configured_server, connect
 from .session import DEFAULT_ARTIFACTS_DIR, PersistentExecutionContext
 
 __all__ = ["BaseSandbox", "PythonSandbox", "NodeSandbox", "LocalSandbox", "RemoteSandbox"]
@@ -150,8 +150,6 @@ class BaseSandbox:
         if self._server_url is not None:
             key = self._api_key
             if key is None:
-                from .server import configured_server
-
                 configured = configured_server()
                 key = configured[1] if configured else ""
             self._api, self._release = Api(self._server_url, key), _noop
@@ -212,26 +210,21 @@ class BaseSandbox:
         await self.stop()
 
     async def _teardown(self) -> None:
+        """Kills the sandbox, closes the clients and releases the server, each step even when
+        an earlier one failed (an error killing the sandbox is raised at the end)."""
         sandbox_id = self.sandbox_id
-        api = self._api
+        api, self._api, self._token = self._api, None, None
+        release, self._release = self._release, _noop
         if self._execution_context is not None and sandbox_id:
             self._execution_context._detach(sandbox_id)
-        if api is not None and sandbox_id:
-            try:
-                await api.arequest("DELETE", f"/v1/sandboxes/{sandbox_id}")
-            except SandboxAPIError as e:
-                if e.status_code != 404:
-                    raise
-            except SandboxConnectionError:
-                pass  # the server is gone; so is the sandbox, or its purge will remove it
-            finally:
-                _untrack(self)
-        if api is not None:
-            await api.aclose()
-        self._api = None
-        self._token = None
-        release, self._release = self._release, _noop
-        await asyncio.get_running_loop().run_in_executor(None, release)
+        try:
+            if api is not None and sandbox_id:
+                await _kill(api, sandbox_id)
+        finally:
+            _untrack(self)
+            if api is not None:
+                await api.aclose()
+            await asyncio.get_running_loop().run_in_executor(None, release)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -481,8 +474,6 @@ class RemoteSandbox(PythonSandbox):
 
     def __init__(self, name: Optional[str] = None, **options: Any) -> None:
         if options.get("server_url") is None:
-            from .server import configured_server
-
             configured = configured_server()
             if configured is None:
                 raise SandboxConnectionError(
@@ -527,6 +518,16 @@ def _kill_leftovers() -> None:
             )
         except httpx.HTTPError:
             pass
+
+
+async def _kill(api: Api, sandbox_id: str) -> None:
+    try:
+        await api.arequest("DELETE", f"/v1/sandboxes/{sandbox_id}")
+    except SandboxAPIError as e:
+        if e.status_code != 404:
+            raise
+    except SandboxConnectionError:
+        pass  # the server is gone: so is the sandbox, or its purge will remove it
 
 
 def _noop() -> None:

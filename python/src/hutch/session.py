@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ._http import Api
 from .errors import SandboxAPIError
@@ -90,7 +90,7 @@ class PersistentExecutionContext:
         self._own_api: Optional[Api] = (
             Api(server_url, api_key or "") if server_url is not None else None
         )
-        self._release: Optional[Any] = None
+        self._release: Optional[Callable[[], None]] = None
         self._bound_api: Optional[Api] = None
         self._sandbox_id: Optional[str] = None
         self._info: Optional[Dict[str, Any]] = None
