@@ -3,7 +3,9 @@
 //! Every `/v1/*` route is the control plane (`http/`), authenticated by API key. Every other
 //! path is an agent call (`gateway/`): the bearer token names the sandbox — the HopX SDK drops
 //! the URL path on WebSockets, so the token is the only reliable key — and the request is
-//! forwarded, unparsed, to that sandbox's agent socket.
+//! forwarded, unparsed, to that sandbox's agent socket. Before either, requests whose `Host` is
+//! a preview name (`{port}-{sandbox}.localhost`) go to that port inside the sandbox
+//! (`gateway/preview.rs`).
 
 mod error;
 mod extract;
@@ -37,6 +39,10 @@ pub fn app(state: Arc<AppState>) -> Router {
     slot.get_or_init(|| openapi::finish(doc));
     router
         .fallback(gateway::forward)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gateway::preview::intercept,
+        ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
