@@ -40,6 +40,13 @@ cargo build -q -p hutch
 hutch_bin=$(realpath "${CARGO_TARGET_DIR:-target}/debug/hutch")
 
 # --- the suite ---------------------------------------------------------------------------------
+# pytest applies `testpaths` only when run from the rootdir; from the repository root it would
+# collect every suite under tests/. Without a path among the arguments, name this suite's.
+has_path=
+for a in "$@"; do
+  case $a in -*) ;; *) [ -e "${a%%::*}" ] && has_path=1 ;; esac
+done
+[ -n "$has_path" ] || set -- "$@" "$here"
 rc=0
 HUTCH_BIN=$hutch_bin "$venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" \
   -q --tb=short "$@" || rc=$?

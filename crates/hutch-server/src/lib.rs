@@ -37,6 +37,13 @@ pub fn app(state: Arc<AppState>) -> Router {
     let slot = openapi::DocumentSlot::default();
     let (router, doc) = routes(slot.clone()).split_for_parts();
     slot.get_or_init(|| openapi::finish(doc));
+    let router = match http::mcp::service(&state) {
+        Ok(mcp) => router.layer(Extension(mcp)),
+        Err(e) => {
+            tracing::error!(error = %e.message, "MCP endpoint disabled");
+            router
+        }
+    };
     router
         .fallback(gateway::forward)
         .layer(axum::middleware::from_fn_with_state(
