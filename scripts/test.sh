@@ -33,5 +33,7 @@ if [ -d tests/mcp ]; then
   ./tests/mcp/run.sh
 fi
 
+step "Python SDK (python/)"; ./python/tests/run.sh
+
 step "leak check"
 ./scripts/leak-check.sh

@@ -6,6 +6,7 @@
 //! confined by Landlock in its own process groups.
 
 pub mod api;
+pub mod artifacts;
 pub mod env;
 pub mod fs;
 pub mod kernels;

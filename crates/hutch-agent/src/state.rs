@@ -41,6 +41,8 @@ pub struct AgentState {
     pub metrics: Metrics,
     /// Code interpreters, their contexts, caches and history.
     pub kernels: Kernels,
+    /// Files executions produced.
+    pub artifacts: std::sync::Arc<crate::artifacts::Artifacts>,
 }
 
 impl AgentState {
@@ -51,6 +53,7 @@ impl AgentState {
             jobs: JobTable::new(&boot),
             metrics: Metrics::new(&boot),
             kernels: Kernels::new(&boot),
+            artifacts: std::sync::Arc::new(crate::artifacts::Artifacts::load()),
             started: Instant::now(),
             boot: RwLock::new(boot),
         }

@@ -58,6 +58,15 @@ pub enum ManagerError {
     /// The agent did not come up.
     #[error("the sandbox agent did not become ready: {0}")]
     AgentNotReady(String),
+    /// No such session.
+    #[error("session {0} not found")]
+    SessionNotFound(String),
+    /// No such artifact (or its sandbox, and so its file, is gone).
+    #[error("artifact {0} not found")]
+    ArtifactNotFound(String),
+    /// A sandbox's agent failed a call the control plane made on its own behalf.
+    #[error("sandbox agent: {0}")]
+    Agent(String),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),

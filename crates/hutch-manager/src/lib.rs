@@ -13,6 +13,7 @@ mod manager;
 mod pool;
 mod reaper;
 mod recover;
+mod sessions;
 pub mod spec;
 mod templates;
 mod tokens;
@@ -26,7 +27,10 @@ pub use lifecycle::CreateRequest;
 pub use manager::Manager;
 pub use pool::WARM_PREFIX;
 pub use recover::Recovered;
+pub use sessions::{
+    DEFAULT_TEMPLATE as SESSION_DEFAULT_TEMPLATE, DEFAULT_TIMEOUT_S as SESSION_DEFAULT_TIMEOUT_S,
+};
 pub use templates::{TemplateInfo, TemplateStatus, Templates};
 pub use tokens::IssuedToken;
 
-pub use hutch_store::{BuildRecord, SandboxRecord};
+pub use hutch_store::{BuildRecord, SandboxRecord, SessionRecord};

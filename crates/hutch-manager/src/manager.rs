@@ -21,6 +21,7 @@ pub struct Manager {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) templates: Templates,
     pub(crate) pool: crate::pool::Pool,
+    pub(crate) sessions: crate::sessions::SessionLocks,
     /// One lock per sandbox: verbs on the same sandbox run one at a time.
     locks: Mutex<HashMap<SandboxId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -39,6 +40,7 @@ impl Manager {
             backend,
             templates,
             pool: Default::default(),
+            sessions: Default::default(),
             locks: Mutex::new(HashMap::new()),
         })
     }

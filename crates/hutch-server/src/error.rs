@@ -61,7 +61,13 @@ impl From<ManagerError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "INVALID_STATE", e.to_string())
                     .with_details(json!({ "status": status.as_str() }))
             }
-            ManagerError::BuildNotFound(_) => Self::not_found(e.to_string()),
+            ManagerError::BuildNotFound(_)
+            | ManagerError::SessionNotFound(_)
+            | ManagerError::ArtifactNotFound(_) => Self::not_found(e.to_string()),
+            ManagerError::Agent(_) => {
+                tracing::warn!(error = %e, "agent call failed");
+                Self::new(StatusCode::BAD_GATEWAY, "AGENT_ERROR", e.to_string())
+            }
             ManagerError::Conflict(_) => Self::new(StatusCode::CONFLICT, "CONFLICT", e.to_string()),
             ManagerError::Forbidden(_) => {
                 Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string())

@@ -30,10 +30,11 @@ pub(crate) async fn document(Extension(slot): Extension<DocumentSlot>) -> Json<O
 /// The document's description: how the two halves of the API are reached and authenticated.
 const DESCRIPTION: &str = "Self-hosted sandboxes speaking the HopX API, control plane and \
     sandbox agents on one host and port.\n\n\
-    **Control plane** — `/v1/*` (tags `sandboxes`, `lifecycle`, `templates`): authenticated by \
+    **Control plane** — `/v1/*` (tags `sandboxes`, `lifecycle`, `templates`, `sessions`): \
+    authenticated by \
     the server's API key, in `X-API-Key` or as `Authorization: Bearer <API key>`.\n\n\
     **Sandbox agent** — every other path (tags `execute`, `contexts`, `commands`, `processes`, \
-    `files`, `env`, `terminal`, `metrics`, `cache`, `desktop`, `internal`): needs the \
+    `files`, `env`, `terminal`, `metrics`, `cache`, `artifacts`, `desktop`, `internal`): needs the \
     sandbox's token, `Authorization: Bearer <auth_token>` (from the create or token-refresh \
     reply). The token, not the path, picks the sandbox; the gateway forwards the request \
     unchanged to that sandbox's agent. Besides each operation's own answers, the gateway may \
@@ -70,6 +71,11 @@ const TAGS: &[(&str, &str)] = &[
     (
         "templates",
         "Templates sandboxes are created from. API key.",
+    ),
+    (
+        "sessions",
+        "Persistent Python execution contexts whose state outlives sandboxes, their history, \
+         statistics and artifacts (hutch's extension). API key.",
     ),
     (
         "mcp",

@@ -5,9 +5,11 @@
 
 mod db;
 mod sandboxes;
+mod sessions;
 mod templates;
 mod tokens;
 
 pub use db::{Store, StoreError};
 pub use sandboxes::{ListFilter, SandboxRecord};
+pub use sessions::{SessionArtifact, SessionExecution, SessionRecord};
 pub use templates::{BuildRecord, TemplateRecord};

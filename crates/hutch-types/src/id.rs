@@ -95,6 +95,72 @@ fn check(
     Ok(value.to_string())
 }
 
+/// A session id: 1–128 characters of `[A-Za-z0-9_-]` (`docs/sessions-api.md`).
+///
+/// Chosen by clients (the seed's `session_id="analysis"`), so upper case and `_` are allowed;
+/// it names a file inside the sandbox, so nothing else is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionId(String);
+
+impl SessionId {
+    const MAX: usize = 128;
+
+    /// Checks and wraps a session id.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        const KIND: &str = "session id";
+        if value.is_empty() {
+            return Err(IdError::Empty { kind: KIND });
+        }
+        if value.len() > Self::MAX {
+            return Err(IdError::TooLong {
+                kind: KIND,
+                max: Self::MAX,
+            });
+        }
+        if !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(IdError::BadChar {
+                kind: KIND,
+                allowed: "letters, digits, '_' and '-'",
+                value: value.to_string(),
+            });
+        }
+        Ok(Self(value.to_string()))
+    }
+
+    /// A fresh random id (`sess_` and 16 lower-case alphanumerics).
+    pub fn generate(random: impl FnMut() -> u64) -> Self {
+        Self(format!("sess_{}", random_string(16, random)))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SessionId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// `len` characters from `[a-z0-9]`, drawn from `random`.
 pub(crate) fn random_string(len: usize, mut random: impl FnMut() -> u64) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";

@@ -7,12 +7,13 @@
 mod boot;
 mod id;
 mod resources;
+pub mod sessions;
 mod status;
 mod time;
 pub mod wire;
 
 pub use boot::AgentBoot;
-pub use id::{IdError, SandboxId, TemplateName};
+pub use id::{IdError, SandboxId, SessionId, TemplateName};
 pub use resources::{Resources, ResourcesError};
 pub use status::{SandboxStatus, Verb};
 pub use time::{format_rfc3339, now_rfc3339, parse_rfc3339};

@@ -263,14 +263,5 @@ async fn delete_one(
 async fn blocking(
     f: impl FnOnce() -> Result<BTreeMap<String, String>, EnvError> + Send + 'static,
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
-                format!("environment update failed: {e}"),
-            )
-        })?
-        .map_err(ApiError::from)
+    super::error::blocking("environment update", f).await
 }

@@ -37,11 +37,32 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
     }
 
+    /// 500 `INTERNAL_ERROR`: an agent fault (a panicked blocking task), never a user error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+    }
+
     /// Adds a details object.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
         self
     }
+}
+
+/// Runs blocking work (disk I/O) on the blocking pool; its own error maps onto the API's, a
+/// panicked task is a 500 naming `what`.
+pub(super) async fn blocking<T, E>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("{what} failed: {e}")))?
+        .map_err(Into::into)
 }
 
 /// The body every agent error has, as the OpenAPI document describes it. Only a description:

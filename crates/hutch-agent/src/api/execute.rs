@@ -104,6 +104,15 @@ pub(super) struct ExecuteBody {
     /// `/execute/async` only: signs the callback body (`X-HOPX-Signature: sha256=<hex HMAC>`).
     #[serde(default)]
     callback_signature_secret: Option<String>,
+    /// Record the files the execution produces (figures, files written under the working
+    /// directory) and list them in `artifacts` (`GET /artifacts` fetches them).
+    #[serde(default)]
+    capture_artifacts: Option<bool>,
+    /// Run in this session's own Python context: its saved state is restored into a fresh
+    /// kernel first and saved again after every successful run (`docs/sessions-api.md`).
+    /// `[A-Za-z0-9_-]{1,128}`. Implies `capture_artifacts`.
+    #[serde(default)]
+    session_id: Option<String>,
 }
 
 /// What `/execute` answers with (200, and inside `details` of a 408).
@@ -111,8 +120,9 @@ const EXECUTE_RESULT: &str = "`success`, `stdout`, `stderr`, `exit_code`, `execu
     (seconds), `language`, `execution_id`, `context_id`, `execution_count`, `result` (text of \
     the last expression), `outputs` (rich outputs: `type`, `data` by MIME type), `status`, \
     `timed_out`, `kernel_restarted`, `cache_hit`, `timestamp`; when set: `truncated`, `error`, \
-    `exception` {`name`, `value`, `traceback`}, `message`, and the last rich output per kind \
-    as `png`, `html`, `json`, `dataframe`, `svg`, `markdown`, `latex`, `jpeg`. A program that \
+    `exception` {`name`, `value`, `traceback`}, `message`, the last rich output per kind \
+    as `png`, `html`, `json`, `dataframe`, `svg`, `markdown`, `latex`, `jpeg`, `artifacts` \
+    (with `capture_artifacts`), and `session_id`, `restored`, `persisted` (with `session_id`). A program that \
     fails is still 200, with `success: false`";
 
 impl ExecuteBody {
@@ -139,6 +149,24 @@ impl ExecuteBody {
             }
             _ => default_timeout,
         };
+        let session = match self.session_id.as_deref() {
+            Some(sid) => Some(
+                hutch_types::SessionId::parse(sid)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        if session.is_some()
+            && self
+                .context_id
+                .as_deref()
+                .is_some_and(|c| !c.trim().is_empty())
+        {
+            return Err(ApiError::invalid(
+                "`session_id` and `context_id` cannot be combined: a session has its own context",
+            ));
+        }
         let key = self.cache_key.as_deref().filter(|k| !k.is_empty());
         let cache = match (self.cache, key) {
             (Some(false), _) => None,
@@ -155,6 +183,8 @@ impl ExecuteBody {
             context_id: self.context_id.clone().filter(|c| !c.trim().is_empty()),
             cache,
             execution_id: None,
+            capture_artifacts: self.capture_artifacts.unwrap_or(false) || session.is_some(),
+            session,
         })
     }
 }
@@ -278,6 +308,14 @@ pub(super) fn outcome_body(o: &Outcome) -> Value {
     if let Some(m) = &o.message {
         obj.insert("message".into(), Value::String(m.clone()));
     }
+    if o.session_id.is_some() || !o.artifacts.is_empty() {
+        obj.insert("artifacts".into(), json!(o.artifacts));
+    }
+    if let Some(sid) = &o.session_id {
+        obj.insert("session_id".into(), json!(sid));
+        obj.insert("restored".into(), json!(o.session_restored));
+        obj.insert("persisted".into(), json!(o.session_persisted));
+    }
     for (mime, key) in MIME_KEYS {
         if let Some(v) = o.last_of(mime) {
             obj.insert((*key).into(), v.clone());
@@ -296,7 +334,9 @@ pub(super) fn kernel_error(e: KernelError) -> ApiError {
             ApiError::new(StatusCode::NOT_FOUND, "CONTEXT_NOT_FOUND", msg)
                 .with_details(json!({"context_id": id}))
         }
-        KernelError::ContextLanguage { .. } | KernelError::NoContexts(_) => ApiError::invalid(msg),
+        KernelError::ContextLanguage { .. }
+        | KernelError::NoContexts(_)
+        | KernelError::Session(_) => ApiError::invalid(msg),
         KernelError::TooManyContexts => {
             ApiError::new(StatusCode::CONFLICT, "TOO_MANY_CONTEXTS", msg)
         }

@@ -117,23 +117,11 @@ impl From<FsError> for ApiError {
     }
 }
 
-/// An agent fault (a panicked blocking task): the only 5xx these routes send.
-fn internal(msg: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "INTERNAL_ERROR",
-        msg.to_string(),
-    )
-}
-
 /// Runs a blocking file operation on the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, FsError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| internal(format!("file operation failed: {e}")))?
-        .map_err(ApiError::from)
+    super::error::blocking("file operation", f).await
 }
 
 /// Query parameters of the path-taking GET and DELETE routes (form-decoded: `+` is a space).
@@ -273,7 +261,7 @@ async fn read(
     let mut body = json!({ "path": display(&path), "size": size });
     let obj = body
         .as_object_mut()
-        .ok_or_else(|| internal("response is not an object"))?;
+        .ok_or_else(|| ApiError::internal("response is not an object"))?;
     if as_base64 {
         obj.insert(
             "content".into(),
@@ -335,7 +323,8 @@ async fn download(
     } else {
         Body::from_stream(ReaderStream::with_capacity(file.take(MAX_READ), IO_CHUNK))
     };
-    resp.body(body).map_err(internal)
+    resp.body(body)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// A file's raw bytes, as `/files/download` sends them (a schema only).

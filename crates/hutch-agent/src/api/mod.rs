@@ -4,6 +4,7 @@
 //! with `#[utoipa::path]`, so the axum routes and the OpenAPI description come out of the same
 //! code: [`routes`] assembles both, [`router`] serves one half and [`openapi`] returns the other.
 
+mod artifacts;
 mod boot;
 mod cache;
 mod commands;
@@ -15,6 +16,7 @@ mod files;
 mod health;
 mod metrics;
 mod processes;
+mod sessions;
 mod terminal;
 
 use std::sync::Arc;
@@ -40,6 +42,10 @@ const TAGS: &[(&str, &str)] = &[
         "execute",
         "Run code (Python, JavaScript, Bash, Go): synchronously, streamed over a WebSocket, or \
          asynchronously with a signed callback; history and statistics.",
+    ),
+    (
+        "artifacts",
+        "Files executions produced (figures, images, data files): list, download, remove.",
     ),
     (
         "contexts",
@@ -127,6 +133,8 @@ fn routes() -> OpenApiRouter<State> {
         .merge(boot::router())
         .merge(commands::router())
         .merge(execute::router())
+        .merge(artifacts::router())
+        .merge(sessions::router())
         .merge(files::router())
         .merge(env::router())
         .merge(processes::router())

@@ -68,6 +68,10 @@ impl Collector {
                 self.forward(Event::Output(out)).await;
             }
             KernelMsg::Error(e) => self.outcome.exception = Some(e),
+            KernelMsg::Session { op, report } => match op.as_str() {
+                "restore" => self.outcome.session_restored = Some(report),
+                _ => self.outcome.session_persisted = Some(report),
+            },
             KernelMsg::Ready { .. } | KernelMsg::Done(_) => {}
         }
     }

@@ -8,7 +8,7 @@
 //! reported and replaced the same way; the response says `kernel_restarted` because every
 //! variable of the old kernel is gone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,6 +80,18 @@ pub(super) struct Context {
     last_error: Mutex<Option<String>>,
     /// Version and start-up time of the current kernel.
     kernel_info: Mutex<Option<(String, Duration)>>,
+}
+
+/// One cell to run.
+pub(super) struct Cell<'a> {
+    pub code: &'a str,
+    /// The kernel's environment for this cell.
+    pub env: Vec<(String, String)>,
+    pub workdir: String,
+    pub timeout: Duration,
+    /// A session's state file: restored into a fresh kernel before the cell, written after a
+    /// successful one.
+    pub session_state: Option<&'a Path>,
 }
 
 /// Why a cell was interrupted.
@@ -300,17 +312,20 @@ impl Context {
     }
 
     /// Runs one cell (after the cells queued before it).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn run(
         self: &Arc<Self>,
         inner: &Arc<Inner>,
-        code: &str,
-        env: Vec<(String, String)>,
-        workdir: String,
-        timeout: Duration,
+        cell: Cell<'_>,
         sink: Option<EventSink>,
         cancel: CancellationToken,
     ) -> Result<Outcome, KernelError> {
+        let Cell {
+            code,
+            env,
+            workdir,
+            timeout,
+            session_state,
+        } = cell;
         let mut slot = tokio::select! {
             slot = self.slot.lock() => slot,
             _ = cancel.cancelled() => return Err(KernelError::Cancelled),
@@ -360,6 +375,7 @@ impl Context {
             }),
             "cwd": (workdir != kernel.cwd_sent).then_some(workdir.as_str()),
             "clear_cache": self.clear_compiled.swap(false, Ordering::SeqCst),
+            "session": session_state.map(|p| json!({"path": p})),
         });
         let (stray, _) = kernel.begin_cell();
         for msg in stray {

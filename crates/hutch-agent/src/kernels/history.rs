@@ -123,7 +123,7 @@ impl History {
             kernel_restarted: o.kernel_restarted,
             code_sha256: code_digest(code),
             code_length: code.len(),
-            artifacts: o.artifacts(),
+            artifacts: o.rich_outputs(),
         };
         self.total += 1;
         self.ok += u64::from(entry.success);

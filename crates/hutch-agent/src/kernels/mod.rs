@@ -15,6 +15,7 @@ mod context;
 mod history;
 mod oneshot;
 mod proc;
+pub mod session;
 mod spawn;
 mod utf8;
 
@@ -114,6 +115,9 @@ pub enum KernelError {
     /// The client went away before the code started.
     #[error("execution cancelled before it started")]
     Cancelled,
+    /// A session request that cannot be served (another language than Python).
+    #[error("{0}")]
+    Session(String),
 }
 
 /// How a run ended, beyond the exit code.
@@ -199,6 +203,14 @@ pub struct Outcome {
     pub compile_hit: bool,
     /// Output beyond the capture limit was dropped.
     pub truncated: bool,
+    /// The session whose context ran the code.
+    pub session_id: Option<String>,
+    /// What was restored into a fresh session kernel before the code ran: `restored`, `dropped`.
+    pub session_restored: Option<Value>,
+    /// What was saved after the code succeeded: `saved`, `dropped`.
+    pub session_persisted: Option<Value>,
+    /// Files the execution produced (when asked to capture them).
+    pub artifacts: Vec<crate::artifacts::Artifact>,
 }
 
 impl Outcome {
@@ -220,6 +232,10 @@ impl Outcome {
             cache_hit: false,
             compile_hit: false,
             truncated: false,
+            session_id: None,
+            session_restored: None,
+            session_persisted: None,
+            artifacts: Vec::new(),
         }
     }
 
@@ -239,7 +255,7 @@ impl Outcome {
     }
 
     /// Outputs richer than plain text (figures, HTML, images, JSON, …).
-    pub fn artifacts(&self) -> usize {
+    pub fn rich_outputs(&self) -> usize {
         self.outputs
             .iter()
             .filter(|o| o.data.keys().any(|k| k != "text/plain"))
@@ -285,6 +301,10 @@ pub struct ExecSpec {
     pub cache: Option<String>,
     /// The id to report (an async execution's id was handed out before it ran); new if `None`.
     pub execution_id: Option<String>,
+    /// Run in this session's context, restoring and persisting its state ([`session`]).
+    pub session: Option<String>,
+    /// Record the files the execution produced ([`crate::artifacts`]).
+    pub capture_artifacts: bool,
 }
 
 /// Every kernel, context, cache and history entry of this sandbox.
@@ -363,6 +383,12 @@ impl Kernels {
         let env = state.environment(spec.env.as_ref());
         let ctx = match spec.language {
             Language::Python | Language::JavaScript => Some(inner.context_for(&spec)?),
+            _ if spec.session.is_some() => {
+                return Err(KernelError::Session(format!(
+                    "sessions run Python, not {}",
+                    spec.language.name()
+                )))
+            }
             Language::Bash | Language::Go => {
                 if spec.context_id.is_some() {
                     return Err(KernelError::NoContexts(spec.language.name()));
@@ -393,6 +419,9 @@ impl Kernels {
                 o.execution_id = spec.execution_id.clone().unwrap_or_else(new_execution_id);
                 o.cache_hit = true;
                 o.duration = started.elapsed();
+                o.session_restored = None;
+                o.session_persisted = None;
+                o.artifacts.clear();
                 if let Some(sink) = &sink {
                     replay(&o, sink).await;
                 }
@@ -400,10 +429,30 @@ impl Kernels {
                 return Ok(o);
             }
         }
+        let state_file = spec.session.as_deref().map(session::state_path);
+        let before = if spec.capture_artifacts {
+            let root = std::path::PathBuf::from(&workdir);
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    let snap = crate::artifacts::Artifacts::snapshot(&root);
+                    (root, snap)
+                })
+                .await
+                .map_err(|e| KernelError::Setup(format!("workspace scan failed: {e}")))?,
+            )
+        } else {
+            None
+        };
         let mut outcome = match ctx {
             Some(ctx) => {
-                ctx.run(inner, &spec.code, env, workdir, spec.timeout, sink, cancel)
-                    .await?
+                let run = context::Cell {
+                    code: &spec.code,
+                    env,
+                    workdir,
+                    timeout: spec.timeout,
+                    session_state: state_file.as_deref(),
+                };
+                ctx.run(inner, run, sink, cancel).await?
             }
             None => {
                 let run = oneshot::Run {
@@ -418,6 +467,17 @@ impl Kernels {
         };
         if let Some(id) = spec.execution_id {
             outcome.execution_id = id;
+        }
+        outcome.session_id = spec.session.clone();
+        if let Some((root, before)) = before {
+            let outputs = outcome.outputs.clone();
+            let exec_id = outcome.execution_id.clone();
+            let arts = state.artifacts.clone();
+            outcome.artifacts = tokio::task::spawn_blocking(move || {
+                arts.capture(&root, &before, &outputs, &exec_id)
+            })
+            .await
+            .unwrap_or_default();
         }
         if let Some(key) = cache_key {
             if outcome.success() {
@@ -471,6 +531,14 @@ impl Kernels {
         let ctx = self.inner.get_context(id)?;
         ctx.restart(&self.inner).await?;
         Ok(ctx.info())
+    }
+
+    /// Forgets a session: its context (killing the kernel) and its saved state (blocking).
+    pub fn delete_session(&self, sid: &str) -> std::io::Result<()> {
+        if let Some(ctx) = lock(&self.inner.contexts).remove(&session::context_id(sid)) {
+            ctx.delete();
+        }
+        session::delete_state(sid)
     }
 
     /// Removes a context and kills its kernel.
@@ -530,6 +598,25 @@ impl Inner {
     }
 
     fn context_for(&self, spec: &ExecSpec) -> Result<Arc<Context>, KernelError> {
+        if let Some(sid) = &spec.session {
+            if spec.language != Language::Python {
+                return Err(KernelError::Session(format!(
+                    "sessions run Python, not {}",
+                    spec.language.name()
+                )));
+            }
+            let id = session::context_id(sid);
+            let mut all = lock(&self.contexts);
+            if let Some(ctx) = all.get(&id) {
+                return Ok(ctx.clone());
+            }
+            if all.len() >= MAX_CONTEXTS {
+                return Err(KernelError::TooManyContexts);
+            }
+            let ctx = Arc::new(Context::new(id.clone(), Language::Python, None, false));
+            all.insert(id, ctx.clone());
+            return Ok(ctx);
+        }
         match spec.context_id.as_deref().map(str::trim) {
             Some(id) if !id.is_empty() => {
                 let ctx = self.get_context(id)?;

@@ -36,9 +36,17 @@ const MAX_STRAY: usize = 64 << 10;
 pub(super) enum KernelMsg {
     Stdout(String),
     Stderr(String),
-    Ready { version: String },
+    Ready {
+        version: String,
+    },
     Output(RichOutput),
     Error(Exception),
+    /// A session's state was restored into this kernel (`op: restore`) or saved after the
+    /// cell (`op: persist`): the names and what was dropped.
+    Session {
+        op: String,
+        report: Value,
+    },
     Done(Done),
 }
 
@@ -76,6 +84,11 @@ enum Wire {
         evalue: String,
         #[serde(default)]
         traceback: Vec<String>,
+    },
+    Session {
+        op: String,
+        #[serde(flatten)]
+        report: Map<String, Value>,
     },
     Done(Done),
     #[serde(other)]
@@ -280,6 +293,10 @@ async fn read_events(
                     value: evalue,
                     traceback,
                 }),
+                Ok(Wire::Session { op, report }) => KernelMsg::Session {
+                    op,
+                    report: Value::Object(report),
+                },
                 Ok(Wire::Done(d)) => KernelMsg::Done(d),
                 Ok(Wire::Unknown) => continue,
                 Err(e) => {

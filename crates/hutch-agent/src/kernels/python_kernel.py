@@ -818,6 +818,121 @@ def _report(exc):
     _send({"type": "error", "ename": type(exc).__name__, "evalue": value, "traceback": text.splitlines()})
 
 
+# ---------------------------------------------------------------------------------------------
+# Sessions: state saved after every successful cell, restored into a fresh kernel.
+#
+# The state file holds a pickle of {"version", "replay", "values", "dropped"}: `replay` lists
+# the top-level imports, functions and classes the session's cells defined ([names, source]),
+# re-run on restore because pickle cannot carry them; `values` maps every other picklable
+# global to its own pickle, so one value that cannot be loaded drops only itself.
+# ---------------------------------------------------------------------------------------------
+
+_SESSION_VERSION = 1
+_SESSION_MAX_VALUE = 64 << 20
+_SESSION_MAX_TOTAL = 256 << 20  # the state travels to the control plane after every cell
+_session_loaded = None  # the state file restored into (or started fresh in) this kernel
+_session_replay = []  # [[names, source]] of definitions, oldest first
+
+
+def _session_restore(path):
+    global _session_loaded, _session_replay
+    _session_loaded = path
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+    except FileNotFoundError:
+        return
+    except Exception as e:
+        _send({"type": "session", "op": "restore", "restored": [],
+               "dropped": [{"name": "*", "reason": f"the saved state cannot be read: {type(e).__name__}: {e}"}]})
+        return
+    restored, dropped = [], []
+    _session_replay = [list(x) for x in state.get("replay", [])]
+    for names, source in _session_replay:
+        try:
+            _run(compile(source, "<session-replay>", "exec", _FLAGS, dont_inherit=True))
+            restored.extend(n for n in names if n != "*")
+        except BaseException as e:
+            reason = f"re-running its definition failed: {type(e).__name__}: {e}"
+            dropped.extend({"name": n, "reason": reason} for n in names)
+    for name, blob in state.get("values", {}).items():
+        try:
+            _ns[name] = pickle.loads(blob)
+            restored.append(name)
+        except BaseException as e:
+            dropped.append({"name": name, "reason": f"unpickling failed: {type(e).__name__}: {e}"})
+    dropped.extend(state.get("dropped", []))
+    _send({"type": "session", "op": "restore", "restored": sorted(set(restored)), "dropped": dropped})
+
+
+def _session_definitions(source):
+    """[names, source] of the cell's top-level imports, functions and classes."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [a.asname or a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [a.asname or a.name for a in node.names]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        else:
+            continue
+        found.append([names, ast.unparse(node)])
+    return found
+
+
+def _session_persist(path, source):
+    global _session_replay
+    import pickle
+    import types
+
+    for names, src in _session_definitions(source):
+        # A definition replaces earlier ones of the same names (the last `def f` wins).
+        _session_replay = [e for e in _session_replay if e[1] != src and not set(e[0]) <= set(names)]
+        _session_replay.append([names, src])
+    defined = {n for names, _ in _session_replay for n in names}
+    code_like = (types.ModuleType, types.FunctionType, type)
+    values, saved, dropped, total = {}, [], [], 0
+    for name, value in list(_ns.items()):
+        if name.startswith("_"):
+            continue
+        if name in defined and isinstance(value, code_like):
+            saved.append(name)
+            continue
+        try:
+            blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as e:
+            dropped.append({"name": name, "reason": f"not picklable: {type(e).__name__}: {e}"})
+            continue
+        if len(blob) > _SESSION_MAX_VALUE or total + len(blob) > _SESSION_MAX_TOTAL:
+            dropped.append({"name": name, "reason": f"too large to save ({len(blob)} bytes pickled)"})
+            continue
+        total += len(blob)
+        values[name] = blob
+        saved.append(name)
+    # Names a definition bound that no longer exist (`del f`) are not replayed again.
+    _session_replay = [e for e in _session_replay if any(n in _ns or n == "*" for n in e[0])]
+    state = {"version": _SESSION_VERSION, "replay": _session_replay, "values": values, "dropped": dropped}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(tmp, "wb") as f:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as e:
+        _warn(f"[hutch] cannot save the session state: {e}")
+        return
+    _send({"type": "session", "op": "persist", "saved": sorted(saved), "dropped": dropped})
+
+
 def _run_cell(msg):
     global _count, _running, _in_user, _deferred_int
     _count += 1
@@ -826,6 +941,15 @@ def _run_cell(msg):
     if msg.get("clear_cache"):
         _compiled.clear()
     source = msg.get("code") or ""
+    session = (msg.get("session") or {}).get("path")
+    if session and session != _session_loaded:
+        try:
+            _in_user = True
+            _session_restore(session)
+        except BaseException as e:
+            _warn(f"[hutch] cannot restore the session: {type(e).__name__}: {e}")
+        finally:
+            _in_user = False
     status, exit_code, hit = "ok", 0, False
     _running = True
     try:
@@ -871,6 +995,11 @@ def _run_cell(msg):
             _flush_figures()
         except BaseException:
             pass
+    elif session:
+        try:
+            _session_persist(session, source)
+        except BaseException as e:
+            _warn(f"[hutch] cannot save the session state: {type(e).__name__}: {e}")
     _running = False
     _flush()
     _send(

@@ -6,6 +6,7 @@ mod lifecycle;
 pub(crate) mod mcp;
 pub(crate) mod render;
 mod sandboxes;
+mod sessions;
 mod templates;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
         .merge(lifecycle::router())
         .merge(templates::router())
         .merge(builds::router())
+        .merge(sessions::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY + 1));
     OpenApiRouter::new()
         .merge(health::router())
