@@ -174,7 +174,7 @@ pub struct LifecycleArgs {
 // ---- Client verbs: they talk to a running server. ----
 
 const TOP_HELP: &str =
-    "The client verbs (create, ls, run, exec, cp, shell, template, …) talk to a server:
+    "The client verbs (create, ls, run, exec, cp, shell, template, mcp, …) talk to a server:
   --url URL      or HUTCH_URL      or `url` in the config file      [default: http://127.0.0.1:7770]
   --api-key KEY  or HUTCH_API_KEY  or `api_key` in the config file
 in that order of precedence. The config file is $XDG_CONFIG_HOME/hutch/config.toml
@@ -186,6 +186,7 @@ Examples:
   sudo hutch serve &
   hutch run 'print(\"hello from a sandbox\")'
   ID=$(hutch create) && hutch shell $ID
+  hutch mcp                      # the tools for an MCP client, on stdin/stdout
   hutch completions bash > /etc/bash_completion.d/hutch";
 
 const RUN_HELP: &str =
