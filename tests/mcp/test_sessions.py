@@ -137,3 +137,37 @@ def test_http_endpoint_wants_the_api_key(hutch):
         "DELETE", "/mcp", headers={"X-API-Key": API_KEY, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
     )
     assert status == 204
+
+
+async def test_a_used_sandbox_outlives_its_timeout(hutch):
+    """The session's sandbox timeout is an idle timeout: calls push it back."""
+    params = stdio_params(hutch, "--sandbox-timeout", "6")
+    from mcp import Client
+
+    async with Client(params, read_timeout_seconds=60) as client:
+        own = (await call(client, "execute", {"code": "n = 0"}))["sandbox_id"]
+        started = time.monotonic()
+        while time.monotonic() - started < 10:  # well past the 6 s it was created with
+            r = await call(client, "execute", {"code": "n += 1\nprint(n)"})
+            assert r["sandbox_id"] == own
+            await anyio_sleep(1.5)
+        status, body = hutch.rest("GET", f"/v1/sandboxes/{own}")
+        assert status == 200 and body["status"] == "running", body
+
+
+async def test_a_sandbox_deleted_behind_the_sessions_back_is_replaced(hutch, transport):
+    async with connect(hutch, transport) as client:
+        own = (await call(client, "execute", {"code": "x = 1"}))["sandbox_id"]
+        status, _ = hutch.rest("DELETE", f"/v1/sandboxes/{own}")
+        assert status == 200
+        r = await client.call_tool("execute", {"code": "print(x)"})
+        assert r.is_error
+        assert "no longer exists" in r.content[0].text and own in r.content[0].text
+        fresh = await call(client, "execute", {"code": "print('new')"})
+        assert fresh["sandbox_id"] != own and fresh["stdout"] == "new\n"
+
+
+async def anyio_sleep(seconds: float) -> None:
+    import anyio
+
+    await anyio.sleep(seconds)

@@ -15,8 +15,9 @@
 //!
 //! Every tool runs in a real sandbox: one per MCP session, created on first use and killed when
 //! the session ends (the stdio process exits, the HTTP session is deleted or expires), unless
-//! the call names a `sandbox_id`. Sandboxes the session created also carry a hutch timeout, so
-//! even a session that is never closed cleanly leaves nothing behind for long.
+//! the call names a `sandbox_id`. Sandboxes the session created also carry a hutch timeout,
+//! pushed back while the session uses them, so even a session that is never closed cleanly
+//! leaves nothing behind for long.
 //!
 //! Errors follow MCP's split: input the tool cannot act on (a missing `code`, an unknown
 //! language, a port of 0) is a protocol error (`invalid_params`); anything that went wrong in
@@ -52,8 +53,10 @@ pub struct McpConfig {
     pub api_key: Option<String>,
     /// Template of the per-session sandbox and the default of `sandbox_create`.
     pub template: String,
-    /// hutch's timeout on sandboxes the session creates: the backstop that deletes them
-    /// should the session end without cleaning up (a killed client, a crash).
+    /// How long sandboxes the session creates live unused: their hutch timeout, pushed back
+    /// while the session keeps using them, so it is the backstop that deletes them should the
+    /// session end without cleaning up (a killed client, a crash). Over HTTP, also how long an
+    /// idle session lasts.
     pub sandbox_timeout: Duration,
     /// Offer only protocol revisions that have sessions (the HTTP endpoint: its per-session
     /// sandbox has nothing to belong to otherwise). Over stdio the process is the session.
@@ -130,10 +133,14 @@ pub fn http_service(
     } else {
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts)
     };
+    // A session idle this long ends (and its sandbox with it): the same span after which an
+    // unused sandbox of the session would expire anyway.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(config.sandbox_timeout);
     let config = Arc::new(config);
     Ok(StreamableHttpService::new(
         move || HutchTools::new(&config).map_err(std::io::Error::other),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions),
         server_config,
     ))
 }

@@ -2,7 +2,7 @@
 //! created (killed when it ends), and the agent tokens of sandboxes it has used.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hutch_client::api::CreateSandbox;
 use hutch_client::{ApiError, ControlClient, Method, SandboxClient, SandboxError, StatusCode};
@@ -58,6 +58,8 @@ struct State {
     owned: Vec<String>,
     /// Agent clients (with tokens) of sandboxes used so far.
     known: HashMap<String, Sandbox>,
+    /// Owned sandboxes' timeouts, and when each was last pushed back.
+    extended: HashMap<String, (Duration, Instant)>,
     /// Set once the session has cleaned up: no new sandboxes after that.
     closed: bool,
 }
@@ -106,8 +108,10 @@ impl Session {
                         .into(),
                 ));
             }
-            if let Some(s) = self.state.lock().await.known.get(id) {
-                return Ok(s.clone());
+            let cached = self.state.lock().await.known.get(id).cloned();
+            if let Some(s) = cached {
+                self.keep_alive(&s.id).await;
+                return Ok(s);
             }
             let s = self.connect(id).await?;
             self.state
@@ -119,8 +123,15 @@ impl Session {
         }
         // Held across the create, so two first calls at once make one sandbox, not two.
         let mut state = self.state.lock().await;
-        if let Some(s) = state.default.as_ref().and_then(|id| state.known.get(id)) {
-            return Ok(s.clone());
+        if let Some(s) = state
+            .default
+            .as_ref()
+            .and_then(|id| state.known.get(id))
+            .cloned()
+        {
+            drop(state);
+            self.keep_alive(&s.id).await;
+            return Ok(s);
         }
         if state.closed {
             return Err(ToolError::Sandbox("the MCP session has ended".into()));
@@ -146,6 +157,7 @@ impl Session {
         let s = self.create_locked(&mut state, template, timeout).await?;
         if keep {
             state.owned.retain(|id| id != &s.id);
+            state.extended.remove(&s.id);
         }
         drop(state);
         let raw = self.api.get_sandbox(&s.id).await?.raw;
@@ -177,6 +189,9 @@ impl Session {
             )));
         };
         state.owned.push(created.id.clone());
+        state
+            .extended
+            .insert(created.id.clone(), (timeout, Instant::now()));
         let s = Sandbox {
             id: created.id.clone(),
             agent: self.agent(&token)?,
@@ -184,6 +199,27 @@ impl Session {
         };
         state.known.insert(s.id.clone(), s.clone());
         Ok(s)
+    }
+
+    /// Pushes back the hutch timeout of a sandbox the session owns, at most every quarter of
+    /// the timeout: a session that keeps working keeps its sandbox, one that stops loses it a
+    /// timeout later. Failures are only logged; the call it precedes reports what matters.
+    async fn keep_alive(&self, id: &str) {
+        let timeout = {
+            let mut state = self.state.lock().await;
+            let Some((timeout, last)) = state.extended.get_mut(id) else {
+                return; // not ours: its owner decides how long it lives
+            };
+            if last.elapsed() < *timeout / 4 {
+                return;
+            }
+            *last = Instant::now();
+            *timeout
+        };
+        let secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        if let Err(e) = self.api.set_timeout(id, secs).await {
+            tracing::warn!(sandbox = %id, error = %describe_api(&e), "cannot extend the sandbox's timeout");
+        }
     }
 
     /// A client for an existing sandbox: its record and a fresh token.
@@ -235,7 +271,13 @@ impl Session {
                 status: StatusCode::UNAUTHORIZED,
                 ..
             })) => {
-                let token = self.api.refresh_token(&sandbox.id).await?;
+                let token = match self.api.refresh_token(&sandbox.id).await {
+                    Ok(t) => t,
+                    Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
+                        return Err(self.lost(&sandbox.id).await);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let agent = SandboxClient::new(&self.config.url, &token).map_err(ApiError::from)?;
                 if let Some(s) = self.state.lock().await.known.get_mut(&sandbox.id) {
                     s.agent = agent.clone();
@@ -245,7 +287,42 @@ impl Session {
                     .request(method, path, body)
                     .await
             }
+            Err(SandboxError::Api(ApiError::Server {
+                status: StatusCode::GONE,
+                ..
+            })) => Err(self.lost(&sandbox.id).await),
             other => other,
+        }
+    }
+
+    /// Forgets a sandbox that no longer exists (deleted elsewhere, or expired) and says so; if
+    /// it was the session's own, the next call that needs one makes a new one.
+    async fn lost(&self, id: &str) -> SandboxError {
+        let mut state = self.state.lock().await;
+        state.known.remove(id);
+        state.extended.remove(id);
+        state.owned.retain(|o| o != id);
+        let was_default = state.default.as_deref() == Some(id);
+        if was_default {
+            state.default = None;
+        }
+        let (what, next) = if was_default {
+            (
+                format!(
+                    "the session's sandbox {id} no longer exists (deleted or expired, with its \
+                     files and state)"
+                ),
+                "the next call starts a new one",
+            )
+        } else {
+            (
+                format!("sandbox {id} no longer exists"),
+                "it was deleted or expired",
+            )
+        };
+        SandboxError::Io {
+            what,
+            source: std::io::Error::other(next),
         }
     }
 
@@ -268,6 +345,7 @@ impl Session {
         };
         if gone {
             state.known.remove(id);
+            state.extended.remove(id);
             state.owned.retain(|o| o != id);
             if state.default.as_deref() == Some(id) {
                 state.default = None;
@@ -290,6 +368,7 @@ impl Session {
             state.closed = true;
             state.default = None;
             state.known.clear();
+            state.extended.clear();
             std::mem::take(&mut state.owned)
         };
         kill_all(&self.api, owned).await;
