@@ -189,12 +189,6 @@ async def test_seed_persistence_flow(configured) -> None:
         await sandbox2.stop()
 
 
-@pytest.mark.xfail(
-    reason="server: POST /v1/sessions with an existing session_id and another sandbox_id returns "
-    "the session unchanged, so a resumed session keeps running in its old (or a server-made) "
-    "sandbox instead of the one the SDK attached it to",
-    strict=False,
-)
 async def test_resumed_session_runs_in_the_attaching_sandbox(configured) -> None:
     sandbox1 = LocalSandbox()
     await sandbox1.start()

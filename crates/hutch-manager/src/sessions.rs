@@ -71,11 +71,16 @@ impl SessionLocks {
             .insert((sandbox.clone(), sid.to_string()));
     }
 
-    fn forget(&self, sid: &str) {
+    /// No sandbox is known to hold the session's latest state any more.
+    fn forget_synced(&self, sid: &str) {
         self.synced
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(_, s)| s != sid);
+    }
+
+    fn forget(&self, sid: &str) {
+        self.forget_synced(sid);
         self.locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -107,16 +112,31 @@ impl Manager {
 
     /// Creates a session, or returns the existing one with this id; the bool says whether it
     /// is new. Its sandbox is created by the first execution (unless `sandbox_id` names one).
+    /// An existing session given another `sandbox_id` moves there: its state follows on the
+    /// next execution, and a sandbox the session had created for itself is killed.
     pub async fn create_session(
-        &self,
+        self: &Arc<Self>,
         req: CreateSessionRequest,
     ) -> Result<(SessionRecord, bool), ManagerError> {
         let sid = match req.session_id.as_deref() {
             Some(raw) => Self::parse_session_id(raw)?,
             None => SessionId::generate(|| rand::thread_rng().gen()),
         };
+        let sandbox = match req.sandbox_id.as_deref() {
+            Some(raw) => {
+                let id = SandboxId::parse(raw).map_err(|e| ManagerError::Invalid(e.to_string()))?;
+                self.get(&id)?;
+                Some(id)
+            }
+            None => None,
+        };
         if let Some(existing) = self.store.get_session(sid.as_str())? {
-            return Ok((existing, false));
+            return match sandbox {
+                Some(to) if existing.sandbox_id.as_deref() != Some(to.as_str()) => {
+                    Ok((self.move_session(existing, to).await?, false))
+                }
+                _ => Ok((existing, false)),
+            };
         }
         let template = req
             .template
@@ -134,18 +154,10 @@ impl Manager {
                 ));
             }
         }
-        let sandbox = match req.sandbox_id.as_deref() {
-            Some(raw) => {
-                let id = SandboxId::parse(raw).map_err(|e| ManagerError::Invalid(e.to_string()))?;
-                self.get(&id)?;
-                Some(id.to_string())
-            }
-            None => None,
-        };
         let now = Utc::now().timestamp();
         let record = SessionRecord {
             session_id: sid.to_string(),
-            sandbox_id: sandbox,
+            sandbox_id: sandbox.map(String::from),
             owns_sandbox: false,
             template,
             env_vars: serde_json::to_string(&env).unwrap_or_else(|_| "{}".into()),
@@ -161,6 +173,35 @@ impl Manager {
         }
         tracing::info!(session = %sid, "session created");
         Ok((record, true))
+    }
+
+    /// Binds the session to another sandbox (killing the one it created for itself, if any).
+    async fn move_session(
+        self: &Arc<Self>,
+        rec: SessionRecord,
+        to: SandboxId,
+    ) -> Result<SessionRecord, ManagerError> {
+        let lock = self.sessions.lock_for(&rec.session_id);
+        let _guard = lock.lock().await;
+        let old = rec
+            .sandbox_id
+            .as_deref()
+            .and_then(|s| SandboxId::parse(s).ok());
+        if let (Some(old), true) = (old, rec.owns_sandbox) {
+            match self.delete(&old).await {
+                Ok(()) | Err(ManagerError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.store.set_session_sandbox(
+            &rec.session_id,
+            Some(to.as_str()),
+            false,
+            Utc::now().timestamp(),
+        )?;
+        self.sessions.forget_synced(&rec.session_id);
+        tracing::info!(session = %rec.session_id, sandbox = %to, "session moved");
+        self.session(&rec.session_id)
     }
 
     /// A session, or `SessionNotFound`.
@@ -610,5 +651,6 @@ fn execution_object(
         restored: run.restored,
         persisted: run.persisted,
         result: run.result,
+        timed_out: run.timed_out,
     }
 }

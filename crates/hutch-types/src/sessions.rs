@@ -164,6 +164,8 @@ pub struct ExecutionObject {
     pub persisted: Option<PersistReport>,
     /// The text of the final expression's value, if any.
     pub result: Option<String>,
+    /// The run hit its timeout (then `error_type` is `TimeoutError`).
+    pub timed_out: bool,
 }
 
 /// One entry of a session's history.

@@ -144,6 +144,7 @@ async fn session_state_outlives_restarts_and_its_sandbox() {
     assert_eq!(slow["success"], false);
     assert_eq!(slow["error_type"], "TimeoutError");
     assert_eq!(slow["timeout"], 1);
+    assert_eq!(slow["timed_out"], true);
 
     // Stop and start the sandbox: the kernel is new, the state comes back.
     let (status, _) = call(

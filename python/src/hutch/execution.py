@@ -97,17 +97,13 @@ def _error_type(body: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def _timed_out(body: Dict[str, Any], error_type: Optional[str]) -> bool:
+def _timed_out(body: Dict[str, Any]) -> bool:
     """Whether the reply describes a run stopped by its timeout.
 
-    The agent says so (`timed_out`, `status`); a session execution reports a timeout as error type
-    ``TimeoutError``, which user code can also raise, so there the message must say "timed out"
-    too.
+    Both the agent and the session API say so in `timed_out` (the agent also in `status`); an
+    error type of ``TimeoutError`` alone is not enough, since user code can raise one.
     """
-    if body.get("timed_out") or body.get("status") == "timed_out":
-        return True
-    message = str(body.get("error") or body.get("message") or "").lower()
-    return error_type == "TimeoutError" and "timed out" in message
+    return bool(body.get("timed_out")) or body.get("status") == "timed_out"
 
 
 class Execution:
@@ -158,7 +154,7 @@ class Execution:
         self.error_type: Optional[str] = _error_type(body)
         self.traceback: Optional[str] = _traceback_text(body)
         self.exception: Optional[SandboxError] = None
-        if _timed_out(body, self.error_type):
+        if _timed_out(body):
             self.success = False
             seconds = self.timeout
             self.exception = SandboxTimeoutError(

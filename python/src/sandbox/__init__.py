@@ -4,38 +4,5 @@ A thin alias of `hutch`: every name is the same object as in `hutch`, so code wr
 "Enhanced Sandbox SDK" document runs unchanged on hutch.
 """
 
-from hutch import (
-    Artifact,
-    CommandExecution,
-    Execution,
-    LocalSandbox,
-    NodeSandbox,
-    PersistentExecutionContext,
-    PythonSandbox,
-    RemoteSandbox,
-    SandboxAPIError,
-    SandboxConfig,
-    SandboxConnectionError,
-    SandboxError,
-    SandboxExecutionError,
-    SandboxOptions,
-    SandboxTimeoutError,
-)
-
-__all__ = [
-    "Artifact",
-    "CommandExecution",
-    "Execution",
-    "LocalSandbox",
-    "NodeSandbox",
-    "PersistentExecutionContext",
-    "PythonSandbox",
-    "RemoteSandbox",
-    "SandboxAPIError",
-    "SandboxConfig",
-    "SandboxConnectionError",
-    "SandboxError",
-    "SandboxExecutionError",
-    "SandboxOptions",
-    "SandboxTimeoutError",
-]
+from hutch import *  # noqa: F401,F403  (re-exported; the list is hutch's own)
+from hutch import __all__ as __all__
