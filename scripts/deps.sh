@@ -9,6 +9,7 @@ PACKAGES=(
   procps            # ps/pgrep inside sandboxes (the built-in template is the host's /usr)
   python3 python3-venv python3-pip  # the Python kernel; the SDK compatibility venv
   python3-matplotlib python3-pandas # rich output (PNG figures, DataFrames)
+  python3-flask     # web apps in sandboxes (the MCP start_web_app tool and its tests)
   nodejs            # the JavaScript kernel
   golang-go         # Go execution
   bubblewrap        # the reference in `hutch bench`

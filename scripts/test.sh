@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: style, lints, Rust tests on real sandboxes, the HopX SDK compatibility
-# suite against a real server, and a final check that nothing was left on the machine.
+# suite and the MCP suite against a real server, and a final check that nothing was left on the
+# machine.
 # Needs root (namespaces, cgroups, nftables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,11 @@ cargo test --workspace --no-fail-fast
 if [ -d tests/compat ]; then
   step "HopX SDK compatibility (hopx-ai from PyPI)"
   ./tests/compat/run.sh
+fi
+
+if [ -d tests/mcp ]; then
+  step "MCP tools (the official mcp client from PyPI, stdio and streamable HTTP)"
+  ./tests/mcp/run.sh
 fi
 
 step "Python SDK (python/)"; ./python/tests/run.sh

@@ -40,13 +40,13 @@ cargo build -q -p hutch
 hutch_bin=$(realpath "${CARGO_TARGET_DIR:-target}/debug/hutch")
 
 # --- the suite ---------------------------------------------------------------------------------
-# Only this directory unless paths were given (pytest's `testpaths` is relative to the working
-# directory, the repository root, which holds other suites).
-has_path=0
+# pytest applies `testpaths` only when run from the rootdir; from the repository root it would
+# collect every suite under tests/. Without a path among the arguments, name this suite's.
+has_path=
 for a in "$@"; do
-  case $a in -*) ;; *) [ -e "$a" ] && has_path=1 ;; esac
+  case $a in -*) ;; *) [ -e "${a%%::*}" ] && has_path=1 ;; esac
 done
-[ "$has_path" -eq 1 ] || set -- "$@" "$here"
+[ -n "$has_path" ] || set -- "$@" "$here"
 rc=0
 HUTCH_BIN=$hutch_bin "$venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" \
   -q --tb=short "$@" || rc=$?

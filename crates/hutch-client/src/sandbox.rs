@@ -186,6 +186,17 @@ impl SandboxClient {
         Ok((r.status, r.json()))
     }
 
+    /// Any agent call with an optional JSON body: the reply's JSON (`Null` for an empty body).
+    /// A non-2xx reply is an error carrying the agent's message and code.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, SandboxError> {
+        self.call(method, path, body).await.map(|(_, v)| v)
+    }
+
     /// `POST /execute`: the whole result as the agent sent it. A timeout (408
     /// `EXECUTION_TIMEOUT`) is returned as a result too, from the error's details, so what ran
     /// before the deadline is not lost.

@@ -37,6 +37,18 @@ pub enum ManagerError {
     /// The template is built in and cannot be deleted.
     #[error("template {0:?} is built in and cannot be deleted")]
     Protected(String),
+    /// Nothing accepted a connection on a port inside a running sandbox (a preview URL whose
+    /// service is not up).
+    #[error("nothing is listening on port {port} in sandbox {id}: {source}")]
+    PortUnreachable {
+        /// The sandbox.
+        id: SandboxId,
+        /// The port on its loopback.
+        port: u16,
+        /// The connection error (refused, timed out).
+        #[source]
+        source: std::io::Error,
+    },
     /// The sandbox runtime failed.
     #[error("sandbox runtime failed: {0}")]
     Runtime(#[from] hutch_runtime::RuntimeError),

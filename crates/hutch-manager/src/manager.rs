@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
 use hutch_runtime::{Backend, ResourceUsage, RuntimeError};
@@ -145,6 +146,32 @@ impl Manager {
     /// The socket of a sandbox's agent, for the gateway.
     pub fn agent_socket(&self, id: &SandboxId) -> PathBuf {
         self.backend.agent_socket(id)
+    }
+
+    /// A TCP connection to `port` on the loopback of running sandbox `id`, made inside its
+    /// network namespace (what preview URLs are forwarded over). Takes no sandbox lock: like an
+    /// agent call, it does not change the sandbox, and it must not wait behind a long verb.
+    pub async fn connect_port(
+        &self,
+        id: &SandboxId,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<std::net::TcpStream, ManagerError> {
+        self.get_for(id, Verb::UseAgent)?;
+        let sandbox = id.clone();
+        let result = self
+            .backend_op(move |b| b.connect_tcp(&sandbox, port, timeout))
+            .await;
+        match result {
+            Err(ManagerError::Runtime(RuntimeError::PortUnreachable { port, source, .. })) => {
+                Err(ManagerError::PortUnreachable {
+                    id: id.clone(),
+                    port,
+                    source,
+                })
+            }
+            other => other,
+        }
     }
 
     /// The sandbox a bearer token belongs to, if the token is valid now.

@@ -85,6 +85,24 @@ pub trait Backend: Send + Sync + 'static {
     fn agent_socket(&self, id: &SandboxId) -> PathBuf;
     /// Every sandbox this backend has files for.
     fn list(&self) -> Result<Vec<SandboxId>, RuntimeError>;
+    /// A TCP connection to `port` on the sandbox's own loopback (`127.0.0.1`, else `[::1]`),
+    /// made inside the sandbox's network namespace: preview URLs are forwarded over it, so a
+    /// service bound only to the sandbox's 127.0.0.1 is reachable, while the sandbox itself
+    /// still cannot reach the host. The socket stays in the sandbox's namespace.
+    ///
+    /// [`RuntimeError::PortUnreachable`] when nothing accepted the connection within `timeout`;
+    /// backends without a reachable sandbox network answer [`RuntimeError::Unsupported`].
+    fn connect_tcp(
+        &self,
+        _id: &SandboxId,
+        _port: u16,
+        _timeout: Duration,
+    ) -> Result<std::net::TcpStream, RuntimeError> {
+        Err(RuntimeError::Unsupported {
+            backend: self.name(),
+            op: "connect to a port in a sandbox",
+        })
+    }
     /// The host directory holding the sandbox's own writable layer (an overlayfs upper dir), for
     /// template builds, which flatten it into the template root once the sandbox is stopped.
     /// None where the backend keeps changes elsewhere.

@@ -37,6 +37,26 @@ pub enum RuntimeError {
         /// Why.
         why: &'static str,
     },
+    /// Nothing accepted a TCP connection on the port inside the sandbox (refused: nothing
+    /// listens there; or no answer in time).
+    #[error("nothing accepted a connection on port {port} in sandbox {id}")]
+    PortUnreachable {
+        /// The sandbox.
+        id: SandboxId,
+        /// The port, on the sandbox's loopback.
+        port: u16,
+        /// The connection error.
+        #[source]
+        source: io::Error,
+    },
+    /// The backend cannot do this.
+    #[error("the {backend} backend cannot {op}")]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+        /// The operation.
+        op: &'static str,
+    },
     /// A template layer is missing.
     #[error("template layer {0:?} does not exist")]
     MissingLayer(PathBuf),

@@ -75,6 +75,10 @@ impl From<ManagerError> for ApiError {
             ManagerError::Protected(_) => {
                 Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string())
             }
+            ManagerError::PortUnreachable { port, .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "PORT_NOT_LISTENING", e.to_string())
+                    .with_details(json!({ "port": port }))
+            }
             ManagerError::Runtime(_)
             | ManagerError::Store(_)
             | ManagerError::AgentNotReady(_)

@@ -3,7 +3,9 @@
 //! Every `/v1/*` route is the control plane (`http/`), authenticated by API key. Every other
 //! path is an agent call (`gateway/`): the bearer token names the sandbox — the HopX SDK drops
 //! the URL path on WebSockets, so the token is the only reliable key — and the request is
-//! forwarded, unparsed, to that sandbox's agent socket.
+//! forwarded, unparsed, to that sandbox's agent socket. Before either, requests whose `Host` is
+//! a preview name (`{port}-{sandbox}.localhost`) go to that port inside the sandbox
+//! (`gateway/preview.rs`).
 
 mod error;
 mod extract;
@@ -35,8 +37,19 @@ pub fn app(state: Arc<AppState>) -> Router {
     let slot = openapi::DocumentSlot::default();
     let (router, doc) = routes(slot.clone()).split_for_parts();
     slot.get_or_init(|| openapi::finish(doc));
+    let router = match http::mcp::service(&state) {
+        Ok(mcp) => router.layer(Extension(mcp)),
+        Err(e) => {
+            tracing::error!(error = %e.message, "MCP endpoint disabled");
+            router
+        }
+    };
     router
         .fallback(gateway::forward)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gateway::preview::intercept,
+        ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

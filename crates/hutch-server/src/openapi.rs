@@ -44,7 +44,15 @@ const DESCRIPTION: &str = "Self-hosted sandboxes speaking the HopX API, control 
     details, timestamp}` with `error` a string (`AgentError`); control-plane errors have \
     `error` as an object (`ErrorBody`).\n\n\
     `GET /health` is both: without a bearer token the server's health, with a sandbox token \
-    that sandbox's agent's.";
+    that sandbox's agent's.\n\n\
+    **MCP** — `/mcp` (tag `mcp`): the same tools for AI agents over MCP's streamable HTTP \
+    transport; the API key, as on the control plane.\n\n\
+    **Preview URLs** — not paths of this document: a request whose `Host` is \
+    `{port}-{sandbox_id}.localhost[:any port]` (or `{port}-{sandbox_id}.<public host>`) is \
+    forwarded, whatever its path, to that port inside the running sandbox, with no \
+    credentials; the sandbox object's `preview_url` is the pattern. hutch itself answers only \
+    404 `RESOURCE_NOT_FOUND` (no such sandbox), 409 `SANDBOX_PAUSED` / `SANDBOX_STOPPED` and \
+    502 `PORT_NOT_LISTENING` / `UPSTREAM_FAILED`, in the control-plane shape.";
 
 /// Control-plane tags; the agent's come with its document.
 const TAGS: &[(&str, &str)] = &[
@@ -68,6 +76,10 @@ const TAGS: &[(&str, &str)] = &[
         "sessions",
         "Persistent Python execution contexts whose state outlives sandboxes, their history, \
          statistics and artifacts (hutch's extension). API key.",
+    ),
+    (
+        "mcp",
+        "The tools for AI agents over MCP (streamable HTTP); a sandbox per MCP session. API key.",
     ),
     ("meta", "This document."),
 ];
@@ -105,8 +117,8 @@ pub(crate) fn finish(mut doc: OpenApi) -> OpenApi {
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
                 .description(Some(
-                    "Control plane (`/v1/*`): the API key. Every other path: the sandbox's \
-                     `auth_token`, which also picks the sandbox.",
+                    "Control plane (`/v1/*`) and `/mcp`: the API key. Every other path: the \
+                     sandbox's `auth_token`, which also picks the sandbox.",
                 ))
                 .build(),
         ),

@@ -11,6 +11,9 @@ pub struct ServerConfig {
     pub api_key: String,
     /// The base URL clients reach this server at; sandboxes' `public_host`.
     pub public_url: String,
+    /// The URL this server reaches itself at (`http://127.0.0.1:<port>`): the tools behind
+    /// `/mcp` call the server's own API there, whatever name clients use.
+    pub loopback_url: String,
 }
 
 /// Shared state.

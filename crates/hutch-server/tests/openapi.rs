@@ -87,6 +87,7 @@ fn server() -> Router {
         config: ServerConfig {
             api_key: "test-key".into(),
             public_url: "http://127.0.0.1:1".into(),
+            loopback_url: "http://127.0.0.1:1".into(),
         },
     }))
 }

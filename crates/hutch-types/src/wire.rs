@@ -34,7 +34,10 @@ pub struct SandboxObject {
     pub public_host: String,
     /// Same as `public_host` (the SDK's fallback).
     pub direct_url: String,
-    /// Preview URL base, when one exists.
+    /// Where services inside the sandbox are reached from outside: a URL with the literal
+    /// placeholder `{port}` (`http://{port}-<id>.localhost:7770/`); replace it with the port a
+    /// service listens on inside the sandbox (any address, its 127.0.0.1 included). No API key
+    /// is needed; only running sandboxes answer.
     pub preview_url: Option<String>,
     /// Template id — a string, never an int (the SDK's pydantic model rejects ints).
     pub template_id: String,

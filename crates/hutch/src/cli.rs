@@ -91,6 +91,9 @@ pub enum Command {
         after_help = "Examples:\n  hutch completions bash > /etc/bash_completion.d/hutch\n  hutch completions zsh > \"${fpath[1]}/_hutch\"\n  hutch completions fish > ~/.config/fish/completions/hutch.fish"
     )]
     Completions(CompletionsArgs),
+    /// Serve hutch's tools to an MCP client over standard input and output.
+    #[command(after_help = MCP_HELP)]
+    Mcp(McpArgs),
     /// Print the OpenAPI document of the whole HTTP API (control plane and agent) as JSON.
     #[command(after_help = "Example:\n  hutch openapi > openapi/hutch.json")]
     Openapi,
@@ -171,7 +174,7 @@ pub struct LifecycleArgs {
 // ---- Client verbs: they talk to a running server. ----
 
 const TOP_HELP: &str =
-    "The client verbs (create, ls, run, exec, cp, shell, template, …) talk to a server:
+    "The client verbs (create, ls, run, exec, cp, shell, template, mcp, …) talk to a server:
   --url URL      or HUTCH_URL      or `url` in the config file      [default: http://127.0.0.1:7770]
   --api-key KEY  or HUTCH_API_KEY  or `api_key` in the config file
 in that order of precedence. The config file is $XDG_CONFIG_HOME/hutch/config.toml
@@ -183,6 +186,7 @@ Examples:
   sudo hutch serve &
   hutch run 'print(\"hello from a sandbox\")'
   ID=$(hutch create) && hutch shell $ID
+  hutch mcp                      # the tools for an MCP client, on stdin/stdout
   hutch completions bash > /etc/bash_completion.d/hutch";
 
 const RUN_HELP: &str =
@@ -212,6 +216,41 @@ Examples:
   hutch cp sb-abc123:/workspace/output.png .
   hutch cp sb-abc123:/etc/os-release - | head -2
   tar c . | hutch cp - sb-abc123:/tmp/src.tar";
+
+const MCP_HELP: &str =
+    "An MCP server on standard input/output for MCP clients that launch a command. Its tools
+(execute, shell_execute, file_read, file_write, file_list, list_artifacts, cleanup_artifacts,
+get_execution_info, start_web_app, create_manim_animation, sandbox_create, sandbox_list,
+sandbox_kill) run in a sandbox of this session's own, created on the first tool call and
+deleted when the client disconnects or hutch mcp is stopped (and after --sandbox-timeout in
+any case). A tool given a sandbox_id works in that sandbox instead. Logs go to standard error.
+The server also serves the same tools over streamable HTTP at /mcp (API key required).
+
+Example client configuration (Claude Desktop, claude_desktop_config.json):
+  {\"mcpServers\": {\"hutch\": {\"command\": \"hutch\", \"args\": [\"mcp\"],
+    \"env\": {\"HUTCH_URL\": \"http://127.0.0.1:7770\", \"HUTCH_API_KEY\": \"<key>\"}}}}
+
+Examples:
+  hutch mcp
+  hutch mcp --url http://127.0.0.1:7770 --api-key \"$KEY\" --template code-interpreter";
+
+/// `hutch mcp` options.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Template of the session's sandbox (and the default of the sandbox_create tool).
+    #[arg(short, long, default_value = "code-interpreter")]
+    pub template: String,
+    /// Seconds after which hutch deletes sandboxes the session created, should the session
+    /// never end cleanly.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub sandbox_timeout: u64,
+    /// Log filter for standard error (tracing syntax), e.g. `info`.
+    #[arg(long, env = "HUTCH_MCP_LOG", default_value = "warn")]
+    pub log: String,
+    /// Connection.
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
 
 /// How the client verbs reach the server. Precedence: flag, then environment, then the
 /// config file (`$XDG_CONFIG_HOME/hutch/config.toml`, default `~/.config/hutch/config.toml`,

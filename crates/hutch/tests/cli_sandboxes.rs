@@ -339,6 +339,7 @@ fn help_and_completions() {
         "cp",
         "shell",
         "completions",
+        "mcp",
     ] {
         let help = run(&[verb, "--help"]);
         assert!(
@@ -354,7 +355,15 @@ fn help_and_completions() {
         );
     }
     let top = run(&["--help"]);
-    for verb in ["run", "exec", "cp", "shell", "template", "completions"] {
+    for verb in [
+        "run",
+        "exec",
+        "cp",
+        "shell",
+        "template",
+        "completions",
+        "mcp",
+    ] {
         assert!(top.contains(verb), "{top}");
     }
 }

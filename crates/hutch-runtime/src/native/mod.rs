@@ -416,6 +416,40 @@ impl Backend for NativeBackend {
         self.dir(id).join(spawn::SOCKET)
     }
 
+    fn connect_tcp(
+        &self,
+        id: &SandboxId,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<std::net::TcpStream, RuntimeError> {
+        let st = self.load(id)?;
+        let rec = match &st.process {
+            Some(rec) if Self::alive(rec) => rec,
+            _ => {
+                return Err(RuntimeError::WrongState {
+                    id: id.clone(),
+                    status: RuntimeStatus::Stopped,
+                    op: "connect to a port in",
+                })
+            }
+        };
+        let ns = net::SandboxNetns::open(rec.pid)?;
+        // The namespace was opened by pid: had the sandbox ended and its pid been reused since
+        // the check above, the namespace would be a stranger's. Checking again now that it is
+        // held open closes that window.
+        if !Self::alive(rec) {
+            return Err(RuntimeError::NotFound(id.clone()));
+        }
+        match ns.connect_loopback(port, timeout)? {
+            Ok(stream) => Ok(stream),
+            Err(source) => Err(RuntimeError::PortUnreachable {
+                id: id.clone(),
+                port,
+                source,
+            }),
+        }
+    }
+
     fn upper_dir(&self, id: &SandboxId) -> Option<PathBuf> {
         Some(self.dir(id).join("upper"))
     }

@@ -16,10 +16,11 @@
 //! crashed server's leftovers and concurrent sandboxes can never be handed the same subnet.
 //! When the sandbox's namespace dies, the kernel deletes the veth pair and so frees the slot.
 //!
-//! All calls are synchronous, spawn no threads and leave none behind, so they are safe to call
-//! from the single-threaded helper that later `clone()`s the sandbox. The caller must be in the
-//! host (init) network namespace; sandbox-side configuration switches the calling thread into
-//! the sandbox namespace only for the `socket(2)` call (see `netns.rs`).
+//! All calls are synchronous. All but [`SandboxNetns::connect_loopback`] (for the server; it
+//! joins the one thread it starts) spawn no threads and leave none behind, so they are safe to
+//! call from the single-threaded helper that later `clone()`s the sandbox. The caller must be
+//! in the host (init) network namespace; sandbox-side configuration switches the calling thread
+//! into the sandbox namespace only for the `socket(2)` call (see `netns.rs`).
 
 mod netns;
 mod nft;
@@ -144,6 +145,10 @@ pub enum NetError {
     /// sandbox's namespace and must not be used for host networking again.
     #[error("failed to return to the original network namespace (calling thread is stranded in the sandbox's)")]
     NetnsRestore(#[source] nix::Error),
+    /// The short-lived thread that works inside a sandbox's namespace could not be started,
+    /// or it panicked.
+    #[error("failed to run a thread in a sandbox network namespace")]
+    NetnsThread(#[source] std::io::Error),
     /// A netlink socket could not be opened.
     #[error("failed to open a netlink socket")]
     NetlinkSocket(#[source] std::io::Error),
@@ -312,6 +317,53 @@ fn enable_ip_forward() -> Result<(), NetError> {
         return Ok(());
     }
     std::fs::write(PATH, "1\n").map_err(NetError::IpForward)
+}
+
+/// A sandbox's network namespace, held open: once open, later steps act on this namespace
+/// even if its pid exits and is reused (check the process is still the sandbox's *after*
+/// opening, and a reused pid can no longer redirect anything).
+#[derive(Debug)]
+pub struct SandboxNetns {
+    file: std::fs::File,
+    pid: i32,
+}
+
+impl SandboxNetns {
+    /// Opens the network namespace of `sandbox_pid`.
+    pub fn open(sandbox_pid: i32) -> Result<Self, NetError> {
+        Ok(Self {
+            file: netns::open_netns(sandbox_pid)?,
+            pid: sandbox_pid,
+        })
+    }
+
+    /// Opens a TCP connection to `port` on the sandbox's own loopback, from inside this
+    /// namespace: what preview URLs are forwarded over. A service bound to the sandbox's
+    /// 127.0.0.1 is reachable this way, and nothing in the host's namespace (its firewall, its
+    /// loopback) is involved. `127.0.0.1` is tried first, then `[::1]` for services that bound
+    /// only the IPv6 loopback.
+    ///
+    /// The outer error is about the namespace (the thread could not join it); the inner one is
+    /// the connection's own (refused: nothing listens; timed out), for the caller to report as
+    /// the service's state rather than a failure of hutch.
+    pub fn connect_loopback(
+        self,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> Result<std::io::Result<std::net::TcpStream>, NetError> {
+        use std::net::{Ipv6Addr, SocketAddr, TcpStream};
+        netns::run_in(self.file, self.pid, move || {
+            let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            match TcpStream::connect_timeout(&v4, timeout) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+                    // A refusal on ::1 (or no IPv6 at all) says nothing new: keep the v4 error.
+                    TcpStream::connect_timeout(&v6, timeout).map_err(|_| e)
+                }
+                other => other,
+            }
+        })
+    }
 }
 
 /// Internet off: brings up `lo` in the namespace of `sandbox_pid`, and nothing else.

@@ -36,3 +36,29 @@ pub(super) fn rtnl_in(target: &File, pid: i32) -> Result<Rtnl, NetError> {
     setns(&home, CloneFlags::CLONE_NEWNET).map_err(NetError::NetnsRestore)?;
     sock.map_err(NetError::NetlinkSocket)
 }
+
+/// Runs `f` on a fresh, short-lived thread that has joined the netns `target` (of `pid`, used
+/// for error messages only) and returns what `f` returned.
+///
+/// A thread of its own rather than switch-and-return on the caller's: `f` may block (a TCP
+/// connect waits for the peer), and a thread that only ever lives in the sandbox's namespace
+/// cannot strand the caller there if switching back failed. Sockets created by `f` stay bound
+/// to the sandbox's namespace after the thread is gone. Not for the single-threaded helper that
+/// later `clone()`s a sandbox: this starts a thread (and joins it before returning).
+pub(super) fn run_in<T, F>(target: File, pid: i32, f: F) -> Result<T, NetError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let worker = std::thread::Builder::new()
+        .name("hutch-netns".into())
+        .spawn(move || -> Result<T, NetError> {
+            setns(&target, CloneFlags::CLONE_NEWNET)
+                .map_err(|source| NetError::NetnsEnter { pid, source })?;
+            Ok(f())
+        })
+        .map_err(NetError::NetnsThread)?;
+    worker
+        .join()
+        .map_err(|_| NetError::NetnsThread(std::io::Error::other("namespace thread panicked")))?
+}

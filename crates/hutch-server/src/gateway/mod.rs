@@ -6,6 +6,7 @@
 //! the *agent* error shape (`error` a string), because the SDK parses them with its agent client;
 //! a 401 `INVALID_TOKEN` makes it refresh the token and retry once.
 
+pub(crate) mod preview;
 mod proxy;
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! Forwarding one HTTP request — or a WebSocket upgrade — to an agent's unix socket, streaming
-//! both bodies, without interpreting them.
+//! Forwarding one HTTP request — or a WebSocket upgrade — to an agent's unix socket or to a
+//! service's TCP connection (preview URLs), streaming both bodies, without interpreting them.
 
 use std::path::Path;
 
@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
 use super::agent_error;
@@ -31,21 +32,40 @@ pub(super) enum Failure {
     Dropped,
 }
 
-pub(super) async fn to_agent(socket: &Path, mut req: Request) -> Result<Response, Failure> {
+/// Who receives a forwarded request, and so which credentials it may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upstream {
+    /// A sandbox agent: it trusts its socket, so the bearer token stays at the gateway.
+    Agent,
+    /// A user's service behind a preview URL: the request is the user's own, headers and all.
+    Service,
+}
+
+pub(super) async fn to_agent(socket: &Path, req: Request) -> Result<Response, Failure> {
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        tracing::warn!(socket = %socket.display(), error = %e, "agent unreachable");
+        Failure::Unreachable
+    })?;
+    over(stream, req, Upstream::Agent).await
+}
+
+/// Sends `req` over the connected `stream` as HTTP/1.1 and returns the answer with its body
+/// still streaming; a `101 Switching Protocols` answer is joined to the client's upgraded
+/// connection, byte for byte.
+pub(super) async fn over<S>(stream: S, mut req: Request, to: Upstream) -> Result<Response, Failure>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let upgrade = is_upgrade(&req);
     let client_upgrade = if upgrade {
         req.extensions_mut().remove::<OnUpgrade>()
     } else {
         None
     };
-    let stream = UnixStream::connect(socket).await.map_err(|e| {
-        tracing::warn!(socket = %socket.display(), error = %e, "agent unreachable");
-        Failure::Unreachable
-    })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| {
-            tracing::warn!(error = %e, "agent handshake failed");
+            tracing::warn!(error = %e, ?to, "upstream handshake failed");
             Failure::Unreachable
         })?;
     tokio::spawn(async move {
@@ -58,8 +78,10 @@ pub(super) async fn to_agent(socket: &Path, mut req: Request) -> Result<Response
             parts.headers.remove(*h);
         }
     }
-    // The agent trusts its socket, not tokens; the bearer token stays at the gateway.
-    parts.headers.remove(header::AUTHORIZATION);
+    if to == Upstream::Agent {
+        // The agent trusts its socket, not tokens; the bearer token stays at the gateway.
+        parts.headers.remove(header::AUTHORIZATION);
+    }
     let path = parts
         .uri
         .path_and_query()
@@ -78,7 +100,7 @@ pub(super) async fn to_agent(socket: &Path, mut req: Request) -> Result<Response
     let outgoing = Request::from_parts(parts, body);
 
     let mut resp = sender.send_request(outgoing).await.map_err(|e| {
-        tracing::warn!(error = %e, "agent closed the connection mid-request");
+        tracing::warn!(error = %e, ?to, "upstream closed the connection mid-request");
         Failure::Dropped
     })?;
 

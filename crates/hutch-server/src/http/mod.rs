@@ -3,6 +3,7 @@
 mod builds;
 mod health;
 mod lifecycle;
+pub(crate) mod mcp;
 pub(crate) mod render;
 mod sandboxes;
 mod sessions;
@@ -26,7 +27,10 @@ pub(crate) fn router() -> OpenApiRouter<Arc<AppState>> {
         .merge(builds::router())
         .merge(sessions::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY + 1));
-    OpenApiRouter::new().merge(health::router()).merge(v1)
+    OpenApiRouter::new()
+        .merge(health::router())
+        .merge(mcp::router())
+        .merge(v1)
 }
 
 /// Parses a sandbox id from a path; an id that cannot exist is simply not found.

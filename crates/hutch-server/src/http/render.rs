@@ -19,7 +19,10 @@ pub(crate) fn sandbox(r: &SandboxRecord, public_url: &str) -> SandboxObject {
         status: r.status,
         public_host: public_url.to_string(),
         direct_url: public_url.to_string(),
-        preview_url: None,
+        preview_url: Some(crate::gateway::preview::preview_url(
+            public_url,
+            r.id.as_str(),
+        )),
         template_id: r.template_id.clone(),
         template_name: r.template_name.clone(),
         organization_id: 0,

@@ -14,6 +14,7 @@ mod exec;
 mod info;
 mod lifecycle;
 mod list;
+mod mcp;
 mod output;
 mod run;
 mod shell;
@@ -50,5 +51,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Shell(args) => exit_with(shell::run(args)?),
         Command::Template(cmd) => exit_with(template::run(cmd)?),
         Command::Completions(args) => exit_with(completions::run(args)?),
+        Command::Mcp(args) => exit_with(mcp::run(args)?),
     }
 }

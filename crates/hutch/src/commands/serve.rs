@@ -37,11 +37,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr().context("cannot read the listening address")?;
+        // The server's own API, for the tools behind /mcp: loopback, whatever the listen address.
+        let loopback_url = match local.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv6() => format!("http://[::1]:{}", local.port()),
+            ip if ip.is_unspecified() => format!("http://127.0.0.1:{}", local.port()),
+            std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{}", local.port()),
+            std::net::IpAddr::V4(ip) => format!("http://{ip}:{}", local.port()),
+        };
         let state = Arc::new(AppState {
             manager,
             config: ServerConfig {
                 api_key: api_key.clone(),
                 public_url: public_url.clone(),
+                loopback_url,
             },
         });
         eprintln!("hutch {} listening on {public_url}", env!("CARGO_PKG_VERSION"));

@@ -150,6 +150,7 @@ impl BenchServer {
             config: ServerConfig {
                 api_key: API_KEY.into(),
                 public_url: url.clone(),
+                loopback_url: url.clone(),
             },
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
