@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 import httpx
 import pytest
+
+# The repository's shared test server (also used by tests/compat and tests/mcp).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
+from hutch_server import HutchServer, deadline, hutch_binary  # noqa: E402
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
 EXAMPLES = PYTHON_DIR / "examples"
@@ -48,95 +49,21 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def binary() -> Path:
-    b = os.environ.get("HUTCH_BIN")
-    if not b or not Path(b).is_file():
-        raise RuntimeError("set HUTCH_BIN to the hutch binary (python/tests/run.sh does)")
-    return Path(b)
-
-
-class Server:
-    """`hutch __spawner` + `hutch serve` on a temporary data directory."""
+class Server(HutchServer):
+    """The shared test server (tests/lib/hutch_server.py) on the seed's port when it is free."""
 
     def __init__(self) -> None:
-        self.binary = binary()
-        self.data_dir = Path(tempfile.mkdtemp(prefix="hutch-sdk-test-")).resolve()
-        self.port = SEED_PORT if _port_free(SEED_PORT) else _free_port()
-        self.api_key = SEED_KEY
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.spawner: Optional["subprocess.Popen[bytes]"] = None
-        self.server: Optional["subprocess.Popen[bytes]"] = None
-
-    def start(self) -> None:
-        run = self.data_dir / "run"
-        run.mkdir(mode=0o700, parents=True)
-        sock = run / "spawner.sock"
-        with open(run / "spawner.log", "ab") as log:
-            self.spawner = subprocess.Popen(
-                [str(self.binary), "__spawner", str(sock)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert self.spawner.poll() is None, "spawner exited"
-            assert time.monotonic() < deadline, "spawner did not start"
-            time.sleep(0.005)
-        with open(self.data_dir / "server.log", "ab") as log:
-            self.server = subprocess.Popen(
-                [
-                    str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}",
-                    "--data-dir", str(self.data_dir), "--api-key", self.api_key,
-                    "--pool-size", "1", "--log", "info",
-                ],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.server.poll() is None, f"hutch serve exited:\n{self.log()}"
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"hutch serve not healthy:\n{self.log()}"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.send_signal(signal.SIGTERM)
-            try:
-                self.server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-        purge = subprocess.run(
-            [str(self.binary), "purge", "--data-dir", str(self.data_dir)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
-        )  # fmt: skip
-        if self.spawner is not None:
-            try:
-                self.spawner.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.spawner.terminate()
-                self.spawner.wait()
-        mounted = str(self.data_dir) in Path("/proc/self/mountinfo").read_text()
-        if purge.returncode == 0 and not mounted and not os.environ.get("HUTCH_SDK_KEEP_DATA"):
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        else:
-            print(f"data dir kept: {self.data_dir}\n{purge.stdout}")
+        super().__init__(
+            hutch_binary(),
+            api_key=SEED_KEY,
+            pool_size="1",
+            prefix="hutch-sdk-test-",
+            keep_data_env="HUTCH_SDK_KEEP_DATA",
+            port=SEED_PORT if _port_free(SEED_PORT) else None,
+        )
 
     def log(self) -> str:
-        try:
-            text = (self.data_dir / "server.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()[-30:])
+        return "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", super().log()).splitlines()[-30:])
 
     # -- raw control-plane access, for checks the SDK should not be trusted with -------------
 
@@ -219,22 +146,10 @@ def _sdk_processes() -> List[str]:
 # -------------------------------------------------------------------------------------------------
 
 
-class TestDeadline(Exception):
-    pass
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise TestDeadline(f"test exceeded its {TEST_DEADLINE_S}s deadline")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_DEADLINE_S)
-    try:
+    with deadline(TEST_DEADLINE_S):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -117,7 +117,7 @@ async def test_unstarted_sandbox_refuses_work() -> None:
 
 
 async def test_unreachable_server_is_a_connection_error() -> None:
-    port = __import__("conftest")._free_port()
+    port = __import__("hutch_server").free_port()
     with pytest.raises(hutch.SandboxConnectionError) as info:
         async with PythonSandbox.create_remote(server_url=f"http://127.0.0.1:{port}", api_key="k"):
             pass

@@ -21,11 +21,7 @@ import http.client
 import json
 import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -37,6 +33,9 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from hutch_server import HutchServer, deadline, hutch_binary  # noqa: E402
 
 API_KEY = "mcp-test-key-0123456789"
 # Longest any single test may run before it is failed (SIGALRM; no plugin needed).
@@ -60,117 +59,8 @@ def anyio_backend() -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class HutchServer:
-    def __init__(self, binary: Path) -> None:
-        self.binary = binary
-        self.data_dir = Path(tempfile.mkdtemp(prefix="hutch-mcp-")).resolve()
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = self.data_dir / "server.log"
-        self.spawner: subprocess.Popen | None = None
-        self.server: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        run = self.data_dir / "run"
-        run.mkdir(mode=0o700, parents=True, exist_ok=True)
-        sock = run / "spawner.sock"
-        spawner_log = open(run / "spawner.log", "ab")
-        self.spawner = subprocess.Popen(
-            [str(self.binary), "__spawner", str(sock)],
-            stdin=subprocess.DEVNULL,
-            stdout=spawner_log,
-            stderr=spawner_log,
-        )
-        spawner_log.close()
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if self.spawner.poll() is not None:
-                raise RuntimeError(f"spawner exited with {self.spawner.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("spawner did not create its socket within 10 s")
-            time.sleep(0.005)
-
-        log = open(self.log_path, "ab")
-        self.server = subprocess.Popen(
-            [
-                str(self.binary),
-                "serve",
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "--data-dir",
-                str(self.data_dir),
-                "--api-key",
-                API_KEY,
-                "--pool-size",
-                "1",
-                "--log",
-                os.environ.get("HUTCH_MCP_TEST_LOG", "info"),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while True:
-            if self.server.poll() is not None:
-                raise RuntimeError(f"hutch serve exited with {self.server.returncode}:\n{self.log()}")
-            try:
-                status, body = self.rest("GET", "/health", auth=False)
-                if status == 200 and body.get("status") == "healthy":
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"hutch serve not healthy within 30 s:\n{self.log()}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            if self.server.poll() is None:
-                self.server.send_signal(signal.SIGTERM)
-            try:
-                self.server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-            self.server = None
-        purge = subprocess.run(
-            [str(self.binary), "purge", "--data-dir", str(self.data_dir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=120,
-        )
-        if purge.returncode != 0:
-            print(f"hutch purge failed ({purge.returncode}):\n{purge.stdout}")
-        if self.spawner is not None:
-            try:
-                self.spawner.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.spawner.terminate()
-                try:
-                    self.spawner.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.spawner.kill()
-                    self.spawner.wait()
-        mounted = str(self.data_dir) in Path("/proc/self/mountinfo").read_text()
-        if os.environ.get("HUTCH_MCP_KEEP_DATA") or purge.returncode != 0 or mounted:
-            print(f"data dir kept: {self.data_dir}")
-        else:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+class McpTestServer(HutchServer):
+    """The shared server, plus plain HTTP checks of its own."""
 
     # -- plain HTTP (stdlib, so the checks do not depend on the client under test) ----------
 
@@ -217,19 +107,18 @@ class HutchServer:
         return status, body
 
 
-def _binary() -> Path:
-    b = os.environ.get("HUTCH_BIN")
-    p = Path(b) if b else Path(__file__).resolve().parents[2] / "target" / "debug" / "hutch"
-    if not p.is_file():
-        raise RuntimeError(f"hutch binary not found at {p} (set HUTCH_BIN or run tests/mcp/run.sh)")
-    return p
-
-
 @pytest.fixture(scope="session")
-def hutch() -> Iterator[HutchServer]:
+def hutch() -> Iterator[McpTestServer]:
     if os.geteuid() != 0:
         pytest.exit("the MCP suite creates real sandboxes and must run as root", returncode=1)
-    srv = HutchServer(_binary())
+    srv = McpTestServer(
+        hutch_binary(),
+        api_key=API_KEY,
+        pool_size="1",
+        log_filter=os.environ.get("HUTCH_MCP_TEST_LOG", "info"),
+        prefix="hutch-mcp-",
+        keep_data_env="HUTCH_MCP_KEEP_DATA",
+    )
     try:
         srv.start()
         _SESSION_SERVER["srv"] = srv
@@ -247,7 +136,7 @@ def hutch() -> Iterator[HutchServer]:
 # ---------------------------------------------------------------------------------------------
 
 
-def stdio_params(srv: HutchServer, *extra: str) -> StdioServerParameters:
+def stdio_params(srv: McpTestServer, *extra: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=str(srv.binary),
         args=["mcp", "--url", srv.url, "--api-key", API_KEY, "--log", "info", *extra],
@@ -255,7 +144,7 @@ def stdio_params(srv: HutchServer, *extra: str) -> StdioServerParameters:
 
 
 @contextlib.asynccontextmanager
-async def connect(srv: HutchServer, transport: str) -> AsyncIterator[Client]:
+async def connect(srv: McpTestServer, transport: str) -> AsyncIterator[Client]:
     """An MCP client session with the server over `transport` (`stdio` or `http`)."""
     if transport == "stdio":
         async with Client(stdio_params(srv), read_timeout_seconds=120) as client:
@@ -276,7 +165,7 @@ def transport(request) -> str:
 
 
 @pytest.fixture
-async def mcp(hutch: HutchServer, transport: str) -> AsyncIterator[Client]:
+async def mcp(hutch: McpTestServer, transport: str) -> AsyncIterator[Client]:
     async with connect(hutch, transport) as client:
         yield client
 
@@ -339,22 +228,10 @@ async def async_wait_for(probe, *, timeout: float = 15.0, interval: float = 0.1)
 # ---------------------------------------------------------------------------------------------
 
 
-class TestDeadline(Exception):
-    pass
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    def on_alarm(signum, frame):
-        raise TestDeadline(f"test exceeded its {TEST_DEADLINE_S}s deadline")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_DEADLINE_S)
-    try:
+    with deadline(TEST_DEADLINE_S):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.hookimpl(hookwrapper=True)
