@@ -490,12 +490,23 @@ async fn stdout_and_stderr_keep_their_order_when_streamed() {
             }
         }
     }
+    // One line may arrive in several frames (`print` writes the text and the newline
+    // separately, and the kernel may flush between them), and one frame may hold several lines:
+    // label each line with its stream.
     let mut text = String::new();
+    let mut last = "";
     for f in &frames {
-        match f["type"].as_str().unwrap() {
-            "stdout" => text.push_str(&format!("out:{}", f["data"].as_str().unwrap())),
-            "stderr" => text.push_str(&format!("err:{}", f["data"].as_str().unwrap())),
-            _ => {}
+        let label = match f["type"].as_str().unwrap() {
+            "stdout" => "out:",
+            "stderr" => "err:",
+            _ => continue,
+        };
+        for piece in f["data"].as_str().unwrap().split_inclusive('\n') {
+            if label != last || text.is_empty() || text.ends_with('\n') {
+                text.push_str(label);
+            }
+            text.push_str(piece);
+            last = label;
         }
     }
     let order: Vec<&str> = text
